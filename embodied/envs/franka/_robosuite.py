@@ -1,0 +1,58 @@
+"""Imports robosuite quietly and with a working headless OpenGL backend.
+
+robosuite prints a page of warnings at import (missing private macros, optional IK packages); registering
+a private macro module first keeps the console for our own progress bars. MuJoCo reads ``MUJOCO_GL`` once,
+when it is first imported, so the backend is chosen here, before that import: EGL when an EGL display can
+be initialised, otherwise OSMesa (Debian: ``libosmesa6``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+
+def _backend_works(backend: str) -> bool:
+    """Creates a 1x1 MuJoCo GL context with ``backend`` in a child process (MuJoCo fixes it at import)."""
+    probe = "import mujoco; c = mujoco.GLContext(1, 1); c.make_current(); c.free()"
+    env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def choose_gl_backend() -> str:
+    """Sets ``MUJOCO_GL``/``PYOPENGL_PLATFORM`` (unless the user did) and returns the backend in use.
+
+    The choice is left in the environment, so subprocess workers inherit it without probing again.
+    """
+    backend = os.environ.get("MUJOCO_GL")
+    if not backend:
+        backend = next((b for b in ("egl", "osmesa") if _backend_works(b)), None)
+        if backend is None:
+            raise RuntimeError(
+                "no headless OpenGL found for MuJoCo rendering: install Debian's libegl1 and libgl1-mesa-dri "
+                "(EGL) or libosmesa6 (OSMesa), or use env.obs_mode=state"
+            )
+        os.environ["MUJOCO_GL"] = backend
+    if backend in ("egl", "osmesa"):
+        os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    return backend
+
+
+def import_robosuite():
+    """Returns the robosuite module, imported with warnings silenced and a GL backend chosen."""
+    if "robosuite" in sys.modules:
+        return sys.modules["robosuite"]
+    choose_gl_backend()
+    if "robosuite.macros_private" not in sys.modules:
+        macros = types.ModuleType("robosuite.macros_private")
+        macros.CONSOLE_LOGGING_LEVEL = "ERROR"
+        sys.modules["robosuite.macros_private"] = macros
+    import robosuite
+
+    return robosuite

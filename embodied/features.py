@@ -1,0 +1,32 @@
+"""Feature descriptions shared by envs, stores and policies: shapes come from data, never hard-coded."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+# What a feature is, so consumers pick encoders and normalisers without knowing key names.
+KINDS = ("image", "proprio", "state", "action", "reward", "flag", "language")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One per-step quantity: `key` as stored (e.g. ``images/agentview``), per-step `shape`, numpy `dtype`."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"feature {self.key!r}: kind {self.kind!r} is not one of {KINDS}")
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Feature":
+        return cls(key=d["key"], shape=tuple(d["shape"]), dtype=d["dtype"], kind=d["kind"])
