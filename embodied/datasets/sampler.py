@@ -1,0 +1,63 @@
+"""Training windows over stored episodes: every step is an anchor; each key is read at anchor + offsets.
+
+Offsets that fall outside the anchor's episode are clamped to its first or last step and flagged in an
+``is_pad`` mask, as diffusion_policy's SequenceSampler and LeRobot's delta_timestamps do, so windows near
+episode edges are still used and the loss can ignore the padded part.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def horizon_offsets(n_obs_steps: int, horizon: int) -> tuple[list[int], list[int]]:
+    """Offsets for ``n_obs_steps`` observations ending at the anchor and ``horizon`` actions starting at the
+    first observed step (Chi et al.'s convention; horizon >= n_obs_steps).
+
+    Returns:
+        (observation offsets, action offsets), e.g. n_obs_steps=2, horizon=4 -> ([-1, 0], [-1, 0, 1, 2]).
+    """
+    if n_obs_steps < 1 or horizon < 1:
+        raise ValueError(f"n_obs_steps and horizon must be >= 1, got {n_obs_steps}, {horizon}")
+    first = 1 - n_obs_steps
+    return list(range(first, 1)), list(range(first, first + horizon))
+
+
+class WindowSampler:
+    """Maps a window index to the store rows of each key and their padding masks.
+
+    Args:
+        episode_ends: cumulative episode lengths, (n_episodes,), as stored in ``meta/episode_ends``.
+        key_offsets: per key, the step offsets relative to the anchor (negative: past).
+        episodes: which episodes to draw windows from (default all), e.g. a train/validation split.
+    """
+
+    def __init__(
+        self,
+        episode_ends: np.ndarray,
+        key_offsets: Mapping[str, Sequence[int]],
+        episodes: Sequence[int] | None = None,
+    ):
+        ends = np.asarray(episode_ends, dtype=np.int64)
+        starts = np.concatenate([[0], ends[:-1]])
+        chosen = np.arange(len(ends)) if episodes is None else np.asarray(episodes, dtype=np.int64)
+        lengths = ends[chosen] - starts[chosen]
+        self.anchors = np.concatenate([np.arange(starts[e], ends[e]) for e in chosen]) if len(chosen) else np.zeros(0, np.int64)
+        self.anchor_episode = np.repeat(chosen, lengths)
+        self._start = np.repeat(starts[chosen], lengths)
+        self._end = np.repeat(ends[chosen], lengths)
+        self.key_offsets = {key: np.asarray(offsets, dtype=np.int64) for key, offsets in key_offsets.items()}
+
+    def __len__(self) -> int:
+        return len(self.anchors)
+
+    def rows(self, index: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """For window ``index``: ``{key: (store rows (T,), is_pad (T,) bool)}``."""
+        anchor, start, end = self.anchors[index], self._start[index], self._end[index]
+        out = {}
+        for key, offsets in self.key_offsets.items():
+            wanted = anchor + offsets
+            out[key] = (np.clip(wanted, start, end - 1), (wanted < start) | (wanted >= end))
+        return out

@@ -1,0 +1,111 @@
+"""Per-feature statistics (mean, std, min, max, q01, q99), updated episode by episode.
+
+Mean, std, min and max merge exactly across batches (Chan et al.'s parallel variance). Quantiles do not
+merge, so float features keep their rows in memory (they are small: tens of floats per step) and uint8
+images keep a 256-bin histogram per channel, which is exact for 8-bit data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+QUANTILES = (0.01, 0.99)
+
+
+class RunningStats:
+    """Statistics of one feature over its trailing dimension: images per channel, vectors per element."""
+
+    def __init__(self, is_image: bool, dim: int):
+        self.is_image = is_image
+        self.dim = dim
+        self.count = 0
+        self.mean = np.zeros(dim)
+        self.m2 = np.zeros(dim)  # sum of squared deviations from the mean
+        self.min = np.full(dim, np.inf)
+        self.max = np.full(dim, -np.inf)
+        self.histogram = np.zeros((dim, 256), dtype=np.int64) if is_image else None
+        self._rows: list[np.ndarray] = []  # float features only: every row, for exact quantiles
+
+    def update(self, values: np.ndarray) -> None:
+        """Adds a batch: ``values`` of shape (..., dim)."""
+        flat = np.asarray(values).reshape(-1, self.dim)
+        if flat.shape[0] == 0:
+            return
+        batch = flat.astype(np.float64)
+        n_b = batch.shape[0]
+        mean_b = batch.mean(0)
+        m2_b = ((batch - mean_b) ** 2).sum(0)
+        n = self.count + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * n_b / n
+        self.m2 = self.m2 + m2_b + delta**2 * self.count * n_b / n
+        self.count = n
+        self.min = np.minimum(self.min, batch.min(0))
+        self.max = np.maximum(self.max, batch.max(0))
+        if self.is_image:
+            for c in range(self.dim):
+                self.histogram[c] += np.bincount(flat[:, c], minlength=256)
+        else:
+            self._rows.append(flat.astype(np.float64))
+
+    def quantiles(self) -> np.ndarray:
+        """(len(QUANTILES), dim), with numpy's default (linear) interpolation."""
+        if self.count == 0:
+            return np.zeros((len(QUANTILES), self.dim))
+        if self.is_image:
+            return np.stack([_histogram_quantile(self.histogram, q) for q in QUANTILES])
+        if len(self._rows) > 1:
+            self._rows = [np.concatenate(self._rows)]
+        return np.quantile(self._rows[0], QUANTILES, axis=0)
+
+    def to_dict(self) -> dict:
+        q01, q99 = self.quantiles()
+        std = np.sqrt(self.m2 / max(self.count, 1))
+        out = {
+            "count": int(self.count),
+            "mean": self.mean.tolist(),
+            "std": std.tolist(),
+            "min": self.min.tolist(),
+            "max": self.max.tolist(),
+            "q01": q01.tolist(),
+            "q99": q99.tolist(),
+            # m2 is kept so a resumed writer continues the exact merge.
+            "m2": self.m2.tolist(),
+        }
+        if self.is_image:
+            out["histogram"] = self.histogram.tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict, is_image: bool, rows: np.ndarray | None = None) -> "RunningStats":
+        """Restores saved statistics; float features also need their stored ``rows`` for quantiles."""
+        stats = cls(is_image, len(d["mean"]))
+        stats.count = int(d["count"])
+        stats.mean = np.array(d["mean"], dtype=np.float64)
+        stats.m2 = np.array(d["m2"], dtype=np.float64)
+        stats.min = np.array(d["min"], dtype=np.float64)
+        stats.max = np.array(d["max"], dtype=np.float64)
+        if is_image:
+            stats.histogram = np.array(d["histogram"], dtype=np.int64)
+        elif rows is not None and len(rows):
+            stats._rows = [np.asarray(rows, dtype=np.float64).reshape(-1, stats.dim)]
+        return stats
+
+
+def _histogram_quantile(histogram: np.ndarray, q: float) -> np.ndarray:
+    """numpy's linear-interpolation quantile of integer data given as per-channel counts (C, 256)."""
+    out = np.empty(histogram.shape[0])
+    for c, counts in enumerate(histogram):
+        cumulative = np.cumsum(counts)
+        n = cumulative[-1]
+        position = q * (n - 1)  # 0-based rank in the sorted data
+        lo, hi = int(np.floor(position)), int(np.ceil(position))
+        value_lo = np.searchsorted(cumulative, lo, side="right")
+        value_hi = np.searchsorted(cumulative, hi, side="right")
+        out[c] = value_lo + (value_hi - value_lo) * (position - lo)
+    return out
+
+
+def public(stats: dict) -> dict:
+    """Statistics without the bookkeeping fields (m2, histogram), as users and normalisers see them."""
+    return {k: v for k, v in stats.items() if k not in ("m2", "histogram")}

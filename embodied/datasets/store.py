@@ -1,0 +1,526 @@
+"""Open-X-style episodes in a zarr v3 store, written crash-safely and read through a chunk cache.
+
+Layout (one directory):
+
+    zarr.json                  root attributes under "embodied": schema, dataset metadata, statistics and
+                               the commit record {n_episodes, n_steps}
+    data/<key>                 per-step arrays, episodes concatenated along axis 0 (chunked in time):
+                               every observation key (images/<camera>, proprio, state), action, reward,
+                               discount, is_first, is_last, is_terminal, language_instruction (index into
+                               the "instructions" list)
+    meta/<key>                 per-episode arrays: episode_ends, length, success, seed, task (index into
+                               "tasks"), env_config (index into "env_configs", JSON strings)
+    .writer.lock               held (flock) by the one process allowed to append
+
+Crash safety: an episode's arrays are written first, and the episode becomes visible only when the root
+attributes, which hold the commit record, are replaced; zarr's local store replaces every file atomically
+(write to a temporary file, then rename). Anything past the commit record is ignored by readers and cut
+off by the next writer. Every chunk carries a CRC32C checksum, so a damaged chunk fails loudly on read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from embodied.datasets.stats import RunningStats, public
+from embodied.features import Feature
+
+SCHEMA_VERSION = 1
+ATTRS_KEY = "embodied"
+# Step fields every store has, beside the env's own observation and action features (RLDS conventions).
+STEP_FEATURES = (
+    Feature("reward", (), "float32", "reward"),
+    Feature("discount", (), "float32", "reward"),
+    Feature("is_first", (), "bool", "flag"),
+    Feature("is_last", (), "bool", "flag"),
+    Feature("is_terminal", (), "bool", "flag"),
+    Feature("language_instruction", (), "int32", "language"),
+)
+EPISODE_FIELDS = {"episode_ends": "int64", "length": "int64", "success": "bool", "seed": "int64",
+                  "task": "int32", "env_config": "int32"}  # fmt: skip
+STATS_KINDS = ("image", "proprio", "state", "action", "reward")
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be used as asked (missing, locked, incompatible)."""
+
+
+class StoreCorruptError(StoreError):
+    """A store whose files contradict its commit record: truncated, damaged or half-written."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing to the store."""
+
+
+@dataclass
+class StorageConfig:
+    """How per-step arrays are chunked and compressed (defaults chosen by benchmarks/store_throughput.py)."""
+
+    chunk_steps: int = 64  # steps per chunk along time
+    codec: str = "zstd"  # "zstd", "lz4" (blosc) or "none"
+    level: int = 3
+
+
+class EpisodeStore:
+    """Reader and (with ``mode="a"``) appender of one episode store.
+
+    Use :meth:`create` for a new store, :meth:`open` for an existing one, or :meth:`open_or_create` to resume.
+    Reads go through a per-array cache of decompressed chunks (``cache_bytes`` in total), so training
+    windows cost a numpy slice once a chunk has been read.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "r", cache_bytes: int = 4 << 30):
+        import zarr
+
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self._lock_file = None
+        if not (self.path / "zarr.json").exists():
+            raise StoreError(f"no episode store at {self.path} (zarr.json not found)")
+        if mode == "a":
+            self._acquire_lock()
+        try:
+            self.root = zarr.open_group(str(self.path), mode="r+" if mode == "a" else "r")
+        except Exception as error:
+            self.close()
+            raise StoreCorruptError(f"{self.path}/zarr.json: root metadata unreadable ({error})") from error
+        self._load_attrs()
+        self._arrays: dict[str, Any] = {}
+        self._cache = _ChunkCache(cache_bytes)
+        try:
+            self._validate()
+            if mode == "a":
+                self._prepare_append()
+        except Exception:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        features: Sequence[Feature],
+        metadata: dict | None = None,
+        storage: StorageConfig | None = None,
+    ) -> "EpisodeStore":
+        """Creates an empty store for ``features`` (the env's observations and action) and opens it to append."""
+        import zarr
+
+        path = Path(path)
+        if (path / "zarr.json").exists():
+            raise StoreError(f"{path} already holds a store; open it with mode='a' to append")
+        storage = storage or StorageConfig()
+        features = list(features) + [f for f in STEP_FEATURES if f.key not in {g.key for g in features}]
+        root = zarr.open_group(str(path), mode="w")
+        for feature in features:
+            root.create_array(
+                f"data/{feature.key}",
+                shape=(0, *feature.shape),
+                chunks=(storage.chunk_steps, *feature.shape),
+                dtype=feature.dtype,
+                compressors=_compressors(storage),
+                # Every chunk is written, even all-zero ones: a missing chunk file then always means damage.
+                config={"write_empty_chunks": True},
+            )
+        for key, dtype in EPISODE_FIELDS.items():
+            root.create_array(
+                f"meta/{key}", shape=(0,), chunks=(1024,), dtype=dtype,
+                compressors=_compressors(storage), config={"write_empty_chunks": True},
+            )  # fmt: skip
+        attrs = {
+            "schema_version": SCHEMA_VERSION,
+            "features": [f.to_dict() for f in features],
+            "metadata": metadata or {},
+            "storage": vars(storage),
+            "instructions": [],
+            "tasks": [],
+            "env_configs": [],
+            "stats": {},
+            "commit": {"n_episodes": 0, "n_steps": 0},
+        }
+        root.attrs.update({ATTRS_KEY: attrs})
+        return cls(path, mode="a")
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r", **kwargs) -> "EpisodeStore":
+        return cls(path, mode=mode, **kwargs)
+
+    @classmethod
+    def open_or_create(
+        cls, path: str | Path, features: Sequence[Feature], metadata: dict | None = None,
+        storage: StorageConfig | None = None,
+    ) -> "EpisodeStore":  # fmt: skip
+        """Opens an existing store to append (checking its features match) or creates a new one."""
+        if not (Path(path) / "zarr.json").exists():
+            return cls.create(path, features, metadata, storage)
+        store = cls(path, mode="a")
+        expected = {f.key: f for f in features}
+        for key, feature in expected.items():
+            if store.features.get(key) != feature:
+                store.close()
+                raise StoreError(
+                    f"{path} was written with {store.features.get(key)} but this run produces {feature}; "
+                    "write to a new store (out=...)"
+                )
+        return store
+
+    # ------------------------------------------------------------------ description
+    @property
+    def n_episodes(self) -> int:
+        return int(self._attrs["commit"]["n_episodes"])
+
+    @property
+    def n_steps(self) -> int:
+        return int(self._attrs["commit"]["n_steps"])
+
+    @property
+    def features(self) -> dict[str, Feature]:
+        return {d["key"]: Feature.from_dict(d) for d in self._attrs["features"]}
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self._attrs["metadata"])
+
+    @property
+    def instructions(self) -> list[str]:
+        return list(self._attrs["instructions"])
+
+    @property
+    def stats(self) -> dict[str, dict]:
+        """Per numeric feature: count, mean, std, min, max, q01, q99 (lists over the trailing dimension)."""
+        return {key: public(value) for key, value in self._attrs["stats"].items()}
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        return self._meta("episode_ends")
+
+    def episode_info(self) -> dict[str, np.ndarray | list]:
+        """Per-episode metadata: length, success, seed, task (names) and env_config (dicts)."""
+        tasks, configs = self._attrs["tasks"], self._attrs["env_configs"]
+        return {
+            "length": self._meta("length"),
+            "success": self._meta("success"),
+            "seed": self._meta("seed"),
+            "task": [tasks[i] for i in self._meta("task")],
+            "env_config": [json.loads(configs[i]) for i in self._meta("env_config")],
+        }
+
+    # ------------------------------------------------------------------ reading
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of a per-step array, committed region only."""
+        stop = min(stop, self.n_steps)
+        return self.take(key, np.arange(start, stop))
+
+    def take(self, key: str, indices: np.ndarray) -> np.ndarray:
+        """Rows at ``indices`` (any order, repeats allowed) of a per-step array, through the chunk cache."""
+        array = self._array(key)
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.n_steps):
+            raise IndexError(f"{key}: step index out of range [0, {self.n_steps})")
+        chunk = array.chunks[0]
+        chunk_ids = indices // chunk
+        first = chunk_ids[0] if indices.size else 0
+        if indices.size and (chunk_ids == first).all():  # the common case: a window inside one chunk
+            return self._chunk(key, int(first))[indices - first * chunk]
+        out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype)
+        for chunk_id in np.unique(chunk_ids):
+            rows = chunk_ids == chunk_id
+            out[rows] = self._chunk(key, int(chunk_id))[indices[rows] - chunk_id * chunk]
+        return out
+
+    def episode(self, index: int, keys: Sequence[str] | None = None) -> dict[str, Any]:
+        """All steps of one episode: ``{key: (T, ...) array}``; language_instruction decoded to strings."""
+        if not 0 <= index < self.n_episodes:
+            raise IndexError(f"episode {index} out of range: the store has {self.n_episodes}")
+        ends = self.episode_ends
+        start, stop = (int(ends[index - 1]) if index else 0), int(ends[index])
+        out = {key: self.read(key, start, stop) for key in (keys or self.features)}
+        if "language_instruction" in out:
+            vocabulary = self._attrs["instructions"]
+            out["language_instruction"] = [vocabulary[i] for i in out["language_instruction"]]
+        return out
+
+    def verify(self) -> None:
+        """Reads every committed chunk of every array; raises StoreCorruptError at the first bad one."""
+        for key in self.features:
+            array = self._array(key)
+            for chunk_id in range(-(-self.n_steps // array.chunks[0])):
+                self._load_chunk(key, chunk_id)
+
+    # ------------------------------------------------------------------ writing
+    def append_episode(
+        self,
+        steps: dict[str, np.ndarray],
+        *,
+        language_instruction: str,
+        terminated: bool,
+        success: bool,
+        seed: int,
+        task: str,
+        env_config: dict | None = None,
+    ) -> int:
+        """Appends one finished episode and commits it; returns its index.
+
+        Args:
+            steps: per-step arrays with a leading time axis T: every observation feature, ``action`` and
+                ``reward``; ``discount`` and the RLDS flags are filled in here.
+            language_instruction: the episode's instruction, stored per step as in Open-X.
+            terminated: the episode ended in a terminal state (sets ``is_terminal`` and a zero discount on
+                the last step); False for a time limit.
+        """
+        if self.mode != "a":
+            raise StoreError(f"{self.path} is open read-only")
+        length = len(steps["action"])
+        if length == 0:
+            raise ValueError("an episode needs at least one step")
+        record = dict(steps)
+        record.setdefault("discount", np.ones(length, np.float32))
+        record["is_first"] = np.arange(length) == 0
+        record["is_last"] = np.arange(length) == length - 1
+        record["is_terminal"] = record["is_last"] & bool(terminated)
+        if terminated:
+            record["discount"] = np.asarray(record["discount"], np.float32).copy()
+            record["discount"][-1] = 0.0
+        record["language_instruction"] = np.full(length, self._intern("instructions", language_instruction))
+        features = self.features
+        missing = set(features) - set(record)
+        unknown = set(record) - set(features)
+        if missing or unknown:
+            raise ValueError(f"episode keys do not match the store: missing {sorted(missing)}, unknown {sorted(unknown)}")
+        for key, feature in features.items():
+            value = np.asarray(record[key])
+            if value.shape != (length, *feature.shape):
+                raise ValueError(f"{key}: expected shape {(length, *feature.shape)}, got {value.shape}")
+            record[key] = value.astype(feature.dtype, copy=False)
+
+        start, stop = self.n_steps, self.n_steps + length
+        for key, value in record.items():  # 1. data past the commit record: invisible until step 3
+            array = self._array(key)
+            array.resize((stop, *array.shape[1:]))
+            array[start:stop] = value
+        index = self.n_episodes
+        episode_values = {
+            "episode_ends": stop, "length": length, "success": bool(success), "seed": int(seed),
+            "task": self._intern("tasks", task),
+            "env_config": self._intern("env_configs", json.dumps(env_config or {}, sort_keys=True)),
+        }  # fmt: skip
+        for key, value in episode_values.items():  # 2. per-episode metadata, also past the commit record
+            array = self._open_array(f"meta/{key}")
+            array.resize((index + 1,))
+            array[index] = value
+        for key, stats in self._running.items():
+            stats.update(record[key])
+        self._attrs["stats"] = {key: stats.to_dict() for key, stats in self._running.items()}
+        self._attrs["commit"] = {"n_episodes": index + 1, "n_steps": stop}
+        self._write_attrs()  # 3. the commit: one atomic file replace
+        self._meta_cache.clear()
+        return index
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> "EpisodeStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        """Pickled for DataLoader workers: read-only, reopened lazily with an empty cache."""
+        if self.mode != "r":
+            raise StoreError("only a read-only store can be sent to worker processes")
+        return {"path": self.path, "cache_bytes": self._cache.max_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], mode="r", cache_bytes=state["cache_bytes"])
+
+    def __repr__(self) -> str:
+        return f"EpisodeStore({str(self.path)!r}, episodes={self.n_episodes}, steps={self.n_steps})"
+
+    # ------------------------------------------------------------------ internals
+    def _acquire_lock(self) -> None:
+        lock_path = self.path / ".writer.lock"
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreLockedError(
+                f"{self.path} is being written by {holder}; one writer at a time (wait for it, or write elsewhere)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._lock_file = handle
+
+    def _load_attrs(self) -> None:
+        attrs = self.root.attrs.asdict().get(ATTRS_KEY)
+        if attrs is None:
+            raise StoreCorruptError(f"{self.path}: zarr group without '{ATTRS_KEY}' attributes: not an episode store")
+        if attrs.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {attrs.get('schema_version')}, expected {SCHEMA_VERSION}")
+        for field in ("features", "commit", "instructions", "tasks", "env_configs", "stats"):
+            if field not in attrs:
+                raise StoreCorruptError(f"{self.path}/zarr.json: attribute '{field}' missing")
+        self._attrs = attrs
+        self._meta_cache: dict[str, np.ndarray] = {}
+
+    def _write_attrs(self) -> None:
+        self.root.attrs.update({ATTRS_KEY: self._attrs})
+
+    def _array(self, key: str):
+        if key not in self._arrays:
+            if key not in self.features:
+                raise KeyError(f"{key!r} is not a feature of {self.path}; features: {sorted(self.features)}")
+            self._arrays[key] = self._open_array(f"data/{key}")
+        return self._arrays[key]
+
+    def _open_array(self, name: str):
+        import zarr
+
+        # write_empty_chunks is a run-time setting, not stored metadata: a writer sets it on every open, so
+        # all-zero chunks are written too and a missing chunk file always means damage.
+        with zarr.config.set({"array.write_empty_chunks": self.mode == "a"}):
+            return self.root[name]
+
+    def _meta(self, key: str) -> np.ndarray:
+        if key not in self._meta_cache:
+            array = self.root[f"meta/{key}"]
+            self._meta_cache[key] = self._guarded_read(f"meta/{key}", lambda: array[: self.n_episodes])
+        return self._meta_cache[key]
+
+    def _chunk(self, key: str, chunk_id: int) -> np.ndarray:
+        cached = self._cache.get((key, chunk_id))
+        if cached is None:
+            cached = self._load_chunk(key, chunk_id)
+            self._cache.put((key, chunk_id), cached)
+        return cached
+
+    def _load_chunk(self, key: str, chunk_id: int) -> np.ndarray:
+        array = self._array(key)
+        size = array.chunks[0]
+        start, stop = chunk_id * size, min((chunk_id + 1) * size, self.n_steps)
+        return self._guarded_read(f"data/{key} chunk {chunk_id}", lambda: array[start:stop])
+
+    def _guarded_read(self, what: str, read):
+        try:
+            return read()
+        except Exception as error:
+            raise StoreCorruptError(f"{self.path}: {what} cannot be read: {type(error).__name__}: {error}") from error
+
+    def _validate(self) -> None:
+        """Checks that every array covers the commit record and every chunk file exists (cheap: no reads)."""
+        n_episodes, n_steps = self.n_episodes, self.n_steps
+        groups = {"data": (self.features, n_steps), "meta": (EPISODE_FIELDS, n_episodes)}
+        for group, (keys, committed) in groups.items():
+            for key in keys:
+                name = f"{group}/{key}"
+                try:
+                    array = self.root[name]
+                except Exception as error:
+                    raise StoreCorruptError(f"{self.path}: array {name} is missing or unreadable ({error})") from error
+                if array.shape[0] < committed:
+                    raise StoreCorruptError(
+                        f"{self.path}: array {name} holds {array.shape[0]} rows but {committed} are committed "
+                        "(truncated store)"
+                    )
+                if group == "data":
+                    feature = self.features[key]
+                    if tuple(array.shape[1:]) != feature.shape or np.dtype(array.dtype) != np.dtype(feature.dtype):
+                        raise StoreCorruptError(
+                            f"{self.path}: array {name} is {array.dtype}{tuple(array.shape[1:])}, "
+                            f"schema says {feature.dtype}{feature.shape}"
+                        )
+                for chunk_id in range(-(-committed // array.chunks[0])):
+                    coords = (chunk_id,) + (0,) * (array.ndim - 1)
+                    chunk_file = self.path / name / array.metadata.encode_chunk_key(coords)
+                    if not chunk_file.exists():
+                        raise StoreCorruptError(f"{self.path}: array {name} is missing chunk {chunk_id} ({chunk_file})")
+        ends = self.episode_ends
+        if n_episodes and (int(ends[-1]) != n_steps or np.any(np.diff(ends) <= 0) or ends[0] <= 0):
+            raise StoreCorruptError(f"{self.path}: meta/episode_ends disagrees with the commit record ({n_steps} steps)")
+
+    def _prepare_append(self) -> None:
+        """Cuts off whatever a killed writer left past the commit record and restores running statistics."""
+        for key in self.features:
+            array = self._array(key)
+            if array.shape[0] != self.n_steps:
+                array.resize((self.n_steps, *array.shape[1:]))
+        for key in EPISODE_FIELDS:
+            array = self._open_array(f"meta/{key}")
+            if array.shape[0] != self.n_episodes:
+                array.resize((self.n_episodes,))
+        self._running: dict[str, RunningStats] = {}
+        for key, feature in self.features.items():
+            if feature.kind not in STATS_KINDS:
+                continue
+            is_image = feature.kind == "image"
+            dim = feature.shape[-1] if feature.shape else 1
+            saved = self._attrs["stats"].get(key)
+            if saved is None:
+                self._running[key] = RunningStats(is_image, dim)
+            else:
+                rows = None if is_image else self.read(key, 0, self.n_steps)
+                self._running[key] = RunningStats.from_dict(saved, is_image, rows)
+
+    def _intern(self, field: str, value: str) -> int:
+        vocabulary = self._attrs[field]
+        if value not in vocabulary:
+            vocabulary.append(value)
+        return vocabulary.index(value)
+
+
+class _ChunkCache:
+    """Least-recently-used decompressed chunks, bounded in bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        if value.nbytes > self.max_bytes:
+            return
+        self._items[key] = value
+        self.bytes += value.nbytes
+        while self.bytes > self.max_bytes:
+            _, evicted = self._items.popitem(last=False)
+            self.bytes -= evicted.nbytes
+
+
+def _compressors(storage: StorageConfig) -> list:
+    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+
+    if storage.codec == "zstd":
+        codecs = [ZstdCodec(level=storage.level)]
+    elif storage.codec == "lz4":
+        codecs = [BloscCodec(cname="lz4", clevel=storage.level, shuffle="shuffle")]
+    elif storage.codec == "none":
+        codecs = []
+    else:
+        raise ValueError(f"unknown codec {storage.codec!r}: use zstd, lz4 or none")
+    return codecs + [Crc32cCodec()]  # a checksum per chunk: damage is an error, never silent wrong data

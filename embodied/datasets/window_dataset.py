@@ -1,0 +1,83 @@
+"""torch Datasets of training windows from one store, and weighted mixtures of several stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset, WeightedRandomSampler
+
+from embodied.datasets.sampler import WindowSampler
+from embodied.datasets.store import EpisodeStore
+
+
+class WindowDataset(Dataset):
+    """Windows of an episode store as tensors.
+
+    Each item: ``{key: (T, ...) tensor}`` for every key in ``key_offsets`` (images stay uint8: encoders own
+    their preprocessing), ``{key}_is_pad: (T,) bool``, ``language_instruction`` (str, at the anchor step)
+    and ``episode_index``.
+
+    Args:
+        store: an :class:`EpisodeStore` or its path (opened read-only).
+        key_offsets: per key, step offsets relative to the anchor (see :func:`horizon_offsets`).
+        episodes: restrict to these episode indices (e.g. a train split).
+        successful_only: skip episodes whose success flag is False.
+    """
+
+    def __init__(
+        self,
+        store: EpisodeStore | str | Path,
+        key_offsets: Mapping[str, Sequence[int]],
+        episodes: Sequence[int] | None = None,
+        successful_only: bool = False,
+    ):
+        self.store = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
+        missing = set(key_offsets) - set(self.store.features)
+        if missing:
+            raise KeyError(f"{self.store.path} has no {sorted(missing)}; features: {sorted(self.store.features)}")
+        if episodes is None:
+            episodes = np.arange(self.store.n_episodes)
+        if successful_only:
+            success = self.store.episode_info()["success"]
+            episodes = [e for e in episodes if success[e]]
+        self.sampler = WindowSampler(self.store.episode_ends, key_offsets, episodes)
+        self._instructions = self.store.instructions
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getitem__(self, index: int) -> dict:
+        item: dict = {}
+        for key, (rows, is_pad) in self.sampler.rows(index).items():
+            item[key] = torch.from_numpy(self.store.take(key, rows))
+            item[f"{key}_is_pad"] = torch.from_numpy(is_pad)
+        anchor = self.sampler.anchors[index : index + 1]
+        item["language_instruction"] = self._instructions[int(self.store.take("language_instruction", anchor)[0])]
+        item["episode_index"] = int(self.sampler.anchor_episode[index])
+        return item
+
+
+class MixtureDataset(ConcatDataset):
+    """Several window datasets drawn with given weights (each dataset's share of samples, not of steps).
+
+    Use :meth:`sampler` with a DataLoader: ``DataLoader(mix, batch_size=..., sampler=mix.sampler(n))``.
+    """
+
+    def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float] | None = None):
+        super().__init__(datasets)
+        weights = np.ones(len(datasets)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if len(weights) != len(datasets) or np.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError(f"need one non-negative weight per dataset with a positive sum, got {list(weights)}")
+        if any(len(d) == 0 for d in datasets):
+            raise ValueError("every dataset in a mixture needs at least one window")
+        self.weights = weights / weights.sum()
+
+    def sample_weights(self) -> torch.Tensor:
+        """A weight per window such that dataset d is drawn with probability weights[d]."""
+        return torch.cat([torch.full((len(d),), w / len(d), dtype=torch.float64) for d, w in zip(self.datasets, self.weights)])
+
+    def sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
+        return WeightedRandomSampler(self.sample_weights(), num_samples, replacement=True, generator=generator)
