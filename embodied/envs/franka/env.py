@@ -1,7 +1,7 @@
 """The Franka Panda in robosuite (Lift, Stack, PickPlaceCan) behind the gymnasium API, Open-X conventions.
 
 Observations: ``images/<camera>`` uint8 (H, W, 3), ``proprio`` float32 (9,) = end-effector position (3, m,
-robot base frame), orientation quaternion (4, xyzw), gripper finger positions (2, m); ``state`` float32:
+world frame), orientation quaternion (4, xyzw), gripper finger positions (2, m); ``state`` float32:
 the task's object state (privileged, for state-only policies and experts); ``instruction``: the task's
 language instruction. Action: 7-D in [-1, 1]: end-effector position delta (3, scaled to 5 cm), axis-angle
 rotation delta (3, scaled to 0.5 rad), gripper (-1 open, +1 close): robosuite's OSC_POSE controller.

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up embodied from nothing: Debian's headless OpenGL libraries, a virtualenv in .venv, PyTorch, the package.
+# TORCH_SPEC picks the PyTorch build (default torch==2.13.0: a CPU wheel; a bare "torch" may pull a multi-GB
+# CUDA build). Safe to run again: every step skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# MuJoCo renders headless through EGL (libegl1 + Mesa) or OSMesa (libosmesa6).
+packages=(libegl1 libgl1 libgl1-mesa-dri libosmesa6)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "setup.sh: install EGL or OSMesa for MuJoCo rendering (Debian: ${missing[*]})" >&2
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+.venv/bin/python -m pip install -q -e ".[dev]"
+echo "setup.sh: ready; activate with: source .venv/bin/activate"

@@ -1,0 +1,73 @@
+"""Training windows: padding at episode edges, torch datasets over a real collected store, mixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embodied.datasets import EpisodeStore, WindowSampler, horizon_offsets
+from embodied.datasets.window_dataset import MixtureDataset, WindowDataset
+
+
+def test_horizon_offsets():
+    assert horizon_offsets(2, 4) == ([-1, 0], [-1, 0, 1, 2])
+    assert horizon_offsets(1, 3) == ([0], [0, 1, 2])
+    with pytest.raises(ValueError):
+        horizon_offsets(0, 3)
+
+
+def test_padding_at_both_episode_edges():
+    # Two episodes: steps 0-4 and 5-7.
+    sampler = WindowSampler(np.array([5, 8]), {"obs": [-2, -1, 0], "action": [0, 1, 2, 3]})
+    assert len(sampler) == 8
+    rows, pad = sampler.rows(0)["obs"]  # first step of episode 0: two padded past steps
+    assert rows.tolist() == [0, 0, 0] and pad.tolist() == [True, True, False]
+    rows, pad = sampler.rows(3)["action"]  # near the end of episode 0: steps 5, 6 belong to episode 1
+    assert rows.tolist() == [3, 4, 4, 4] and pad.tolist() == [False, False, True, True]
+    rows, pad = sampler.rows(5)["obs"]  # first step of episode 1 never reads episode 0
+    assert rows.tolist() == [5, 5, 5] and pad.tolist() == [True, True, False]
+    rows, pad = sampler.rows(7)["action"]
+    assert rows.tolist() == [7, 7, 7, 7] and pad.tolist() == [False, True, True, True]
+    only_second = WindowSampler(np.array([5, 8]), {"obs": [0]}, episodes=[1])
+    assert only_second.anchors.tolist() == [5, 6, 7]
+
+
+def test_window_dataset_over_collected_store(image_store):
+    store = EpisodeStore(image_store)
+    obs_offsets, action_offsets = horizon_offsets(2, 8)
+    dataset = WindowDataset(
+        store, {"images/agentview": obs_offsets, "proprio": obs_offsets, "action": action_offsets}
+    )
+    assert len(dataset) == store.n_steps
+    first = dataset[0]
+    assert first["images/agentview"].shape == (2, 32, 32, 3) and first["images/agentview"].dtype == torch.uint8
+    assert first["images/agentview_is_pad"].tolist() == [True, False]
+    assert first["action"].shape == (8, 7) and first["action_is_pad"].tolist() == [True] + [False] * 7
+    assert first["language_instruction"] == "lift the red cube"
+    last = dataset[len(dataset) - 1]
+    assert last["action_is_pad"].tolist() == [False, False] + [True] * 6
+    assert last["episode_index"] == store.n_episodes - 1
+    # Every window equals a direct read of the store, including ones that cross chunk boundaries.
+    for index in range(0, len(dataset), 7):
+        item = dataset[index]
+        anchor = int(dataset.sampler.anchors[index])
+        rows = dataset.sampler.rows(index)["action"][0]
+        np.testing.assert_array_equal(item["action"].numpy(), store.read("action", 0, store.n_steps)[rows])
+        assert dataset.sampler.rows(index)["proprio"][0][-1] == anchor
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
+    batch = next(iter(loader))
+    assert batch["images/agentview"].shape == (4, 2, 32, 32, 3)
+    assert batch["proprio_is_pad"].shape == (4, 2)
+
+
+def test_mixture_draws_by_weight(image_store):
+    a = WindowDataset(image_store, {"action": [0]}, episodes=[0])
+    b = WindowDataset(image_store, {"action": [0]}, episodes=[1, 2])
+    mix = MixtureDataset([a, b], weights=[3, 1])
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.tensor(list(mix.sampler(4000, generator=generator)))
+    from_a = (draws < len(a)).float().mean().item()
+    assert abs(from_a - 0.75) < 0.03
+    with pytest.raises(ValueError, match="one non-negative weight per dataset"):
+        MixtureDataset([a, b], weights=[1])
