@@ -28,5 +28,5 @@ class Feature:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Feature":
+    def from_dict(cls, d: dict) -> Feature:
         return cls(key=d["key"], shape=tuple(d["shape"]), dtype=d["dtype"], kind=d["kind"])

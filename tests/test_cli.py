@@ -43,13 +43,16 @@ def test_collect_then_data_info(tmp_path):
     assert "run directory:" in run.stdout and (tmp_path / "run" / "config.yaml").exists()
     info = subprocess.run(
         [sys.executable, "-m", "embodied.cli", "data", "info", str(out), "--verify"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert info.returncode == 0, info.stderr
     assert "episodes: 2" in info.stdout and "success rate: 100.0%" in info.stdout
     assert "images/agentview" in info.stdout and "q99" in info.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "embodied.cli", "data", "info", str(tmp_path / "none.zarr")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert missing.returncode == 1 and "no episode store" in missing.stderr

@@ -7,7 +7,7 @@ episode edges are still used and the loss can ignore the padded part.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -44,7 +44,9 @@ class WindowSampler:
         starts = np.concatenate([[0], ends[:-1]])
         chosen = np.arange(len(ends)) if episodes is None else np.asarray(episodes, dtype=np.int64)
         lengths = ends[chosen] - starts[chosen]
-        self.anchors = np.concatenate([np.arange(starts[e], ends[e]) for e in chosen]) if len(chosen) else np.zeros(0, np.int64)
+        self.anchors = (
+            np.concatenate([np.arange(starts[e], ends[e]) for e in chosen]) if len(chosen) else np.zeros(0, np.int64)
+        )
         self.anchor_episode = np.repeat(chosen, lengths)
         self._start = np.repeat(starts[chosen], lengths)
         self._end = np.repeat(ends[chosen], lengths)

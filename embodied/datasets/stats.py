@@ -77,7 +77,7 @@ class RunningStats:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict, is_image: bool, rows: np.ndarray | None = None) -> "RunningStats":
+    def from_dict(cls, d: dict, is_image: bool, rows: np.ndarray | None = None) -> RunningStats:
         """Restores saved statistics; float features also need their stored ``rows`` for quantiles."""
         stats = cls(is_image, len(d["mean"]))
         stats.count = int(d["count"])

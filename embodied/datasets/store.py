@@ -24,9 +24,10 @@ import fcntl
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class EpisodeStore:
         features: Sequence[Feature],
         metadata: dict | None = None,
         storage: StorageConfig | None = None,
-    ) -> "EpisodeStore":
+    ) -> EpisodeStore:
         """Creates an empty store for ``features`` (the env's observations and action) and opens it to append."""
         import zarr
 
@@ -154,14 +155,14 @@ class EpisodeStore:
         return cls(path, mode="a")
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r", **kwargs) -> "EpisodeStore":
+    def open(cls, path: str | Path, mode: str = "r", **kwargs) -> EpisodeStore:
         return cls(path, mode=mode, **kwargs)
 
     @classmethod
     def open_or_create(
         cls, path: str | Path, features: Sequence[Feature], metadata: dict | None = None,
         storage: StorageConfig | None = None,
-    ) -> "EpisodeStore":  # fmt: skip
+    ) -> EpisodeStore:  # fmt: skip
         """Opens an existing store to append (checking its features match) or creates a new one."""
         if not (Path(path) / "zarr.json").exists():
             return cls.create(path, features, metadata, storage)
@@ -227,18 +228,40 @@ class EpisodeStore:
         """Rows at ``indices`` (any order, repeats allowed) of a per-step array, through the chunk cache."""
         array = self._array(key)
         indices = np.asarray(indices, dtype=np.int64)
-        if indices.size and (indices.min() < 0 or indices.max() >= self.n_steps):
+        if indices.size == 0:
+            return np.empty((0, *array.shape[1:]), dtype=array.dtype)
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= self.n_steps:
             raise IndexError(f"{key}: step index out of range [0, {self.n_steps})")
         chunk = array.chunks[0]
-        chunk_ids = indices // chunk
-        first = chunk_ids[0] if indices.size else 0
-        if indices.size and (chunk_ids == first).all():  # the common case: a window inside one chunk
-            return self._chunk(key, int(first))[indices - first * chunk]
+        first, last = lo // chunk, hi // chunk
+        if first == last:  # the common case: a window inside one chunk
+            return self._chunk(key, first)[indices - first * chunk]
         out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype)
-        for chunk_id in np.unique(chunk_ids):
-            rows = chunk_ids == chunk_id
-            out[rows] = self._chunk(key, int(chunk_id))[indices[rows] - chunk_id * chunk]
+        for chunk_id in range(first, last + 1):
+            rows = (indices >= chunk_id * chunk) & (indices < (chunk_id + 1) * chunk)
+            if rows.any():
+                out[rows] = self._chunk(key, chunk_id)[indices[rows] - chunk_id * chunk]
         return out
+
+    def preload(self, keys: Sequence[str] | None = None) -> bool:
+        """Reads whole arrays into the chunk cache in one call each, if they fit; returns whether they did.
+
+        One bulk read lets zarr fetch and decompress chunks concurrently, far faster than a first epoch of
+        random windows, each paying zarr's per-call overhead.
+        """
+        keys = list(keys or self.features)
+        needed = sum(int(np.prod(self._array(k).shape[1:], dtype=np.int64)) * self._array(k).dtype.itemsize
+                     for k in keys) * self.n_steps  # fmt: skip
+        if needed > self._cache.max_bytes - self._cache.bytes:
+            return False
+        for key in keys:
+            array = self._array(key)
+            chunk = array.chunks[0]
+            whole = self._guarded_read(f"data/{key}", lambda a=array: a[: self.n_steps])
+            for chunk_id in range(-(-self.n_steps // chunk)):
+                self._cache.put((key, chunk_id), whole[chunk_id * chunk : (chunk_id + 1) * chunk])
+        return True
 
     def episode(self, index: int, keys: Sequence[str] | None = None) -> dict[str, Any]:
         """All steps of one episode: ``{key: (T, ...) array}``; language_instruction decoded to strings."""
@@ -298,7 +321,9 @@ class EpisodeStore:
         missing = set(features) - set(record)
         unknown = set(record) - set(features)
         if missing or unknown:
-            raise ValueError(f"episode keys do not match the store: missing {sorted(missing)}, unknown {sorted(unknown)}")
+            raise ValueError(
+                f"episode keys do not match the store: missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
         for key, feature in features.items():
             value = np.asarray(record[key])
             if value.shape != (length, *feature.shape):
@@ -334,7 +359,7 @@ class EpisodeStore:
             self._lock_file.close()
             self._lock_file = None
 
-    def __enter__(self) -> "EpisodeStore":
+    def __enter__(self) -> EpisodeStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -456,7 +481,9 @@ class EpisodeStore:
                         raise StoreCorruptError(f"{self.path}: array {name} is missing chunk {chunk_id} ({chunk_file})")
         ends = self.episode_ends
         if n_episodes and (int(ends[-1]) != n_steps or np.any(np.diff(ends) <= 0) or ends[0] <= 0):
-            raise StoreCorruptError(f"{self.path}: meta/episode_ends disagrees with the commit record ({n_steps} steps)")
+            raise StoreCorruptError(
+                f"{self.path}: meta/episode_ends disagrees with the commit record ({n_steps} steps)"
+            )
 
     def _prepare_append(self) -> None:
         """Cuts off whatever a killed writer left past the commit record and restores running statistics."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ class WindowDataset(Dataset):
         key_offsets: per key, step offsets relative to the anchor (see :func:`horizon_offsets`).
         episodes: restrict to these episode indices (e.g. a train split).
         successful_only: skip episodes whose success flag is False.
+        preload: read the windowed keys into memory up front when they fit the store's chunk cache.
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class WindowDataset(Dataset):
         key_offsets: Mapping[str, Sequence[int]],
         episodes: Sequence[int] | None = None,
         successful_only: bool = False,
+        preload: bool = True,
     ):
         self.store = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
         missing = set(key_offsets) - set(self.store.features)
@@ -45,6 +47,8 @@ class WindowDataset(Dataset):
             episodes = [e for e in episodes if success[e]]
         self.sampler = WindowSampler(self.store.episode_ends, key_offsets, episodes)
         self._instructions = self.store.instructions
+        if preload:
+            self.store.preload([*key_offsets, "language_instruction"])
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -77,7 +81,9 @@ class MixtureDataset(ConcatDataset):
 
     def sample_weights(self) -> torch.Tensor:
         """A weight per window such that dataset d is drawn with probability weights[d]."""
-        return torch.cat([torch.full((len(d),), w / len(d), dtype=torch.float64) for d, w in zip(self.datasets, self.weights)])
+        return torch.cat(
+            [torch.full((len(d),), w / len(d), dtype=torch.float64) for d, w in zip(self.datasets, self.weights)]
+        )
 
     def sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
         return WeightedRandomSampler(self.sample_weights(), num_samples, replacement=True, generator=generator)

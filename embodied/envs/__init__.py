@@ -9,8 +9,9 @@ and a YAML file ``configs/env/my_env.yaml`` whose ``name`` field is ``my_env``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import is_dataclass
-from typing import Any, Callable
+from typing import Any
 
 from embodied.envs.franka.config import FrankaConfig
 from embodied.registry import Registry

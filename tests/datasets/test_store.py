@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,7 +92,9 @@ def test_statistics_continue_exactly_after_reopening(tmp_path):
     write_store(path, lengths=(9, 6))
     rng = np.random.default_rng(5)
     with EpisodeStore(path, mode="a") as store:
-        store.append_episode(make_episode(rng, 11), language_instruction="x", terminated=True, success=True, seed=9, task="toy")
+        store.append_episode(
+            make_episode(rng, 11), language_instruction="x", terminated=True, success=True, seed=9, task="toy"
+        )
     store = EpisodeStore(path)
     proprio = store.read("proprio", 0, store.n_steps).astype(np.float64)
     np.testing.assert_allclose(store.stats["proprio"]["std"], proprio.std(0), rtol=1e-9)

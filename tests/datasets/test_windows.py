@@ -36,9 +36,7 @@ def test_padding_at_both_episode_edges():
 def test_window_dataset_over_collected_store(image_store):
     store = EpisodeStore(image_store)
     obs_offsets, action_offsets = horizon_offsets(2, 8)
-    dataset = WindowDataset(
-        store, {"images/agentview": obs_offsets, "proprio": obs_offsets, "action": action_offsets}
-    )
+    dataset = WindowDataset(store, {"images/agentview": obs_offsets, "proprio": obs_offsets, "action": action_offsets})
     assert len(dataset) == store.n_steps
     first = dataset[0]
     assert first["images/agentview"].shape == (2, 32, 32, 3) and first["images/agentview"].dtype == torch.uint8
