@@ -34,6 +34,8 @@ class FrankaConfig:
     control_freq: int = 20  # policy steps per second (robosuite runs 25 physics substeps at 20 Hz)
     max_episode_steps: int | None = None  # None: the task's own limit
     terminate_on_success: bool = True  # end the episode (terminated=True) at the first success
+    model_seed: int = 0  # seeds robosuite's draw of object sizes when it builds the model
+    fast_step: bool = True  # robosuite's physics and controller with less Python per substep (fast_step.py)
     render_size: int = 256  # frames returned by render(), for videos
     video_camera: str = "agentview"
     render: RenderConfig = field(default_factory=RenderConfig)

@@ -48,7 +48,20 @@ class FrankaEnv(gym.Env):
         self.max_episode_steps = config.max_episode_steps or self.task.max_episode_steps
         self.cameras = list(config.cameras) if config.obs_mode == "image" else []
         suite = import_robosuite()
-        self._sim_env = suite.make(
+        self._sim_env = self._make_sim(suite)
+        self._check_cameras()
+        self._fast_stepper = self._make_fast_stepper() if config.fast_step else None
+        raw = self._sim_env.reset()
+        self._state_dim = int(raw["object-state"].shape[0])
+        self._camera_renderer = None
+        self._video_renderer = None
+        self._t = 0
+        self.observation_space = self._make_observation_space()
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+
+    def _make_sim(self, suite):
+        config = self.config
+        return suite.make(
             self.task.robosuite_env,
             robots="Panda",
             controller_configs=controller_config(),
@@ -61,16 +74,19 @@ class FrankaEnv(gym.Env):
             horizon=self.max_episode_steps,
             ignore_done=True,  # time limits are ours (truncated), so robosuite never refuses a step
             hard_reset=False,  # a hard reset rebuilds the model and renderer: ~1.3 s per episode
+            # robosuite draws object sizes from env.rng while building the model: a fixed seed gives every
+            # instance of a config (e.g. vector-env workers) the same objects; reset(seed=) reseeds the scene.
+            seed=config.model_seed,
             **self.task.make_kwargs,
         )
-        self._check_cameras()
-        raw = self._sim_env.reset()
-        self._state_dim = int(raw["object-state"].shape[0])
-        self._camera_renderer = None
-        self._video_renderer = None
-        self._t = 0
-        self.observation_space = self._make_observation_space()
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+
+    def _make_fast_stepper(self):
+        from embodied.envs.franka.fast_step import FastStepper, UnsupportedController
+
+        try:
+            return FastStepper(self._sim_env)
+        except UnsupportedController:
+            return None  # robosuite's own step
 
     # ------------------------------------------------------------------ description
     @property
@@ -132,7 +148,8 @@ class FrankaEnv(gym.Env):
             raise ValueError(f"action must have shape ({ACTION_DIM},), got {action.shape}")
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action contains NaN or inf: {action}")
-        raw, reward, _, _ = self._sim_env.step(np.clip(action, -1.0, 1.0))
+        step = self._fast_stepper.step if self._fast_stepper is not None else self._sim_env.step
+        raw, reward, _, _ = step(np.clip(action, -1.0, 1.0))
         self._t += 1
         success = bool(self._sim_env._check_success())
         terminated = success and self.config.terminate_on_success

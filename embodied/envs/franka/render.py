@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import os
 
 import numpy as np
 
@@ -82,7 +83,14 @@ class CameraRenderer:
         # than drawing an 84 px scene.
         self.model.vis.global_.offwidth = width
         self.model.vis.global_.offheight = height
-        self.renderer = mujoco.Renderer(self.model, height, width)
+        try:
+            self.renderer = mujoco.Renderer(self.model, height, width)
+        except Exception as error:
+            raise RuntimeError(
+                f"MuJoCo could not create an offscreen OpenGL context ({error}); MUJOCO_GL="
+                f"{os.environ.get('MUJOCO_GL')!r}. MuJoCo fixes its GL backend when first imported: import "
+                "embodied envs before mujoco, or set MUJOCO_GL=egl (or osmesa) yourself"
+            ) from error
         self.option = mujoco.MjvOption()
         for group in range(len(self.option.geomgroup)):
             self.option.geomgroup[group] = group in _VISUAL_GROUPS
