@@ -56,3 +56,16 @@ def test_collect_then_data_info(tmp_path):
         text=True,
     )
     assert missing.returncode == 1 and "no episode store" in missing.stderr
+
+
+def test_user_config_folder_adds_choices(tmp_path, monkeypatch):
+    from embodied.cli import compose
+
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "franka_wrist.yaml").write_text(
+        "defaults:\n  - franka\n  - _self_\ntask: stack\ncameras: [agentview, robot0_eye_in_hand]\n"
+    )
+    monkeypatch.setenv("EMBODIED_CONFIG_PATH", str(tmp_path))
+    cfg = compose("collect", ["env=franka_wrist", "episodes=3"])
+    assert cfg.env.name == "franka" and cfg.env.task == "stack" and cfg.env.image_size == 84
+    assert list(cfg.env.cameras) == ["agentview", "robot0_eye_in_hand"] and cfg.episodes == 3

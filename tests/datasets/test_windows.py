@@ -69,3 +69,11 @@ def test_mixture_draws_by_weight(image_store):
     assert abs(from_a - 0.75) < 0.03
     with pytest.raises(ValueError, match="one non-negative weight per dataset"):
         MixtureDataset([a, b], weights=[1])
+
+
+def test_workers_read_lazily_without_preload(image_store):
+    """Forked DataLoader workers read zarr chunks themselves (zarr resets its IO loop after fork)."""
+    dataset = WindowDataset(image_store, {"proprio": [0, 1], "images/agentview": [0]}, preload=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, timeout=120)
+    total = sum(len(batch["proprio"]) for batch in loader)
+    assert total == len(dataset)
