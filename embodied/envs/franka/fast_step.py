@@ -101,32 +101,42 @@ class FastStepper:
 
 
 @numba.njit(cache=True)
+def _cross(a, b):
+    """np.cross for 3-vectors (numba compiles np.cross slowly: ~2.5 s)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
+@numba.njit(cache=True)
 def _osc_kernel(jacp, jacr, center_jacp, center_jacr, mass_full, qvel, qpos, qfrc_bias, eef_pos, eef_mat, origin_pos,
                 origin_mat, qpos_index, qvel_index, goal_pos, goal_ori, kp, kd, initial_joint, uncoupling):  # fmt: skip
-    """OperationalSpaceController.run_controller (fixed impedance, no interpolation) as one compiled function."""
+    """OperationalSpaceController.run_controller (fixed impedance, no interpolation) as one compiled function.
+
+    Array building is written out by hand: numba compiles np.vstack/np.concatenate/np.cross slowly, and the
+    first call of a fresh install pays that compile (later processes load it from numba's cache).
+    """
     n = qvel_index.shape[0]
-    J_pos = np.empty((3, n))
-    J_ori = np.empty((3, n))
+    J_full = np.empty((6, n))  # rows 0-2: position Jacobian, 3-5: orientation Jacobian
     mass = np.empty((n, n))
     joint_pos = np.empty(n)
     joint_vel = np.empty(n)
     for j in range(n):
-        J_pos[:, j] = jacp[:, qvel_index[j]]
-        J_ori[:, j] = jacr[:, qvel_index[j]]
+        J_full[0:3, j] = jacp[:, qvel_index[j]]
+        J_full[3:6, j] = jacr[:, qvel_index[j]]
         joint_pos[j] = qpos[qpos_index[j]]
         joint_vel[j] = qvel[qvel_index[j]]
         for k in range(n):
             mass[j, k] = mass_full[qvel_index[j], qvel_index[k]]
-    J_full = np.vstack((J_pos, J_ori))
+    J_pos = J_full[0:3]
+    J_ori = J_full[3:6]
     ref_ori = eef_mat.reshape(3, 3)
     origin_ori = origin_mat.reshape(3, 3)
     desired_pos = origin_pos + origin_ori @ goal_pos
     desired_ori = origin_ori @ goal_ori
     # orientation_error (robosuite.utils.control_utils): half the sum of cross products of the axes
     ori_error = 0.5 * (
-        np.cross(ref_ori[:, 0], desired_ori[:, 0])
-        + np.cross(ref_ori[:, 1], desired_ori[:, 1])
-        + np.cross(ref_ori[:, 2], desired_ori[:, 2])
+        _cross(ref_ori[:, 0], desired_ori[:, 0])
+        + _cross(ref_ori[:, 1], desired_ori[:, 1])
+        + _cross(ref_ori[:, 2], desired_ori[:, 2])
     )
     vel_pos_error = -(jacp @ qvel - center_jacp @ qvel)
     vel_ori_error = -(jacr @ qvel - center_jacr @ qvel)
@@ -137,15 +147,14 @@ def _osc_kernel(jacp, jacr, center_jacp, center_jacr, mass_full, qvel, qpos, qfr
     lambda_full = np.linalg.pinv(J_full @ mass_inv @ J_full.T)
     jbar = mass_inv @ J_full.T @ lambda_full
     nullspace = np.eye(n) - jbar @ J_full
+    wrench = np.empty(6)
     if uncoupling:
-        wrench = np.concatenate(
-            (
-                np.linalg.pinv(J_pos @ mass_inv @ J_pos.T) @ desired_force,
-                np.linalg.pinv(J_ori @ mass_inv @ J_ori.T) @ desired_torque,
-            )
-        )
+        wrench[0:3] = np.linalg.pinv(J_pos @ mass_inv @ J_pos.T) @ desired_force
+        wrench[3:6] = np.linalg.pinv(J_ori @ mass_inv @ J_ori.T) @ desired_torque
     else:
-        wrench = lambda_full @ np.concatenate((desired_force, desired_torque))
+        wrench[0:3] = desired_force
+        wrench[3:6] = desired_torque
+        wrench = lambda_full @ wrench
     torques = J_full.T @ wrench
     for j in range(n):
         torques[j] += qfrc_bias[qvel_index[j]]
