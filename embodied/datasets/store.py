@@ -79,27 +79,27 @@ class EpisodeStore:
     windows cost a numpy slice once a chunk has been read.
     """
 
-    def __init__(self, path: str | Path, mode: str = "r", cache_bytes: int = 4 << 30):
+    def __init__(self, path: str | Path, mode: str = "r", cache_bytes: int = 4 << 30, _lock=None):
         import zarr
 
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
         self.path = Path(path)
         self.mode = mode
-        self._lock_file = None
+        self._lock_file = _lock
         if not (self.path / "zarr.json").exists():
-            raise StoreError(f"no episode store at {self.path} (zarr.json not found)")
-        if mode == "a":
-            self._acquire_lock()
-        try:
-            self.root = zarr.open_group(str(self.path), mode="r+" if mode == "a" else "r")
-        except Exception as error:
             self.close()
-            raise StoreCorruptError(f"{self.path}/zarr.json: root metadata unreadable ({error})") from error
-        self._load_attrs()
+            raise StoreError(f"no episode store at {self.path} (zarr.json not found)")
+        if mode == "a" and self._lock_file is None:
+            self._lock_file = _acquire_lock(self.path)
         self._arrays: dict[str, Any] = {}
         self._cache = _ChunkCache(cache_bytes)
         try:
+            try:
+                self.root = zarr.open_group(str(self.path), mode="r+" if mode == "a" else "r")
+            except Exception as error:
+                raise StoreCorruptError(f"{self.path}/zarr.json: root metadata unreadable ({error})") from error
+            self._load_attrs()
             self._validate()
             if mode == "a":
                 self._prepare_append()
@@ -117,14 +117,28 @@ class EpisodeStore:
         storage: StorageConfig | None = None,
     ) -> EpisodeStore:
         """Creates an empty store for ``features`` (the env's observations and action) and opens it to append."""
-        import zarr
-
         path = Path(path)
         if (path / "zarr.json").exists():
             raise StoreError(f"{path} already holds a store; open it with mode='a' to append")
-        storage = storage or StorageConfig()
+        if path.exists() and (not path.is_dir() or any(p.name != ".writer.lock" for p in path.iterdir())):
+            raise StoreError(f"{path} exists and is not an episode store; refusing to write into it")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _acquire_lock(path)  # held from before the first file until the new store is closed
+        try:
+            if (path / "zarr.json").exists():
+                raise StoreError(f"{path} was created by another writer just now; open it with mode='a'")
+            cls._write_empty(path, features, metadata, storage or StorageConfig())
+        except BaseException:
+            _release_lock(lock)
+            raise
+        return cls(path, mode="a", _lock=lock)
+
+    @staticmethod
+    def _write_empty(path: Path, features: Sequence[Feature], metadata: dict | None, storage: StorageConfig) -> None:
+        import zarr
+
         features = list(features) + [f for f in STEP_FEATURES if f.key not in {g.key for g in features}]
-        root = zarr.open_group(str(path), mode="w")
+        root = zarr.open_group(str(path), mode="a")  # "w" would delete the lock file we hold
         for feature in features:
             root.create_array(
                 f"data/{feature.key}",
@@ -152,7 +166,6 @@ class EpisodeStore:
             "commit": {"n_episodes": 0, "n_steps": 0},
         }
         root.attrs.update({ATTRS_KEY: attrs})
-        return cls(path, mode="a")
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r", **kwargs) -> EpisodeStore:
@@ -355,8 +368,7 @@ class EpisodeStore:
 
     def close(self) -> None:
         if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+            _release_lock(self._lock_file)
             self._lock_file = None
 
     def __enter__(self) -> EpisodeStore:
@@ -378,24 +390,6 @@ class EpisodeStore:
         return f"EpisodeStore({str(self.path)!r}, episodes={self.n_episodes}, steps={self.n_steps})"
 
     # ------------------------------------------------------------------ internals
-    def _acquire_lock(self) -> None:
-        lock_path = self.path / ".writer.lock"
-        handle = open(lock_path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise StoreLockedError(
-                f"{self.path} is being written by {holder}; one writer at a time (wait for it, or write elsewhere)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        self._lock_file = handle
-
     def _load_attrs(self) -> None:
         attrs = self.root.attrs.asdict().get(ATTRS_KEY)
         if attrs is None:
@@ -513,6 +507,30 @@ class EpisodeStore:
         if value not in vocabulary:
             vocabulary.append(value)
         return vocabulary.index(value)
+
+
+def _acquire_lock(path: Path):
+    """Takes the store's writer lock (flock: released by the OS if the process dies) or raises."""
+    handle = open(path / ".writer.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StoreLockedError(
+            f"{path} is being written by {holder}; one writer at a time (wait for it, or write elsewhere)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def _release_lock(handle) -> None:
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
 
 
 class _ChunkCache:

@@ -220,3 +220,15 @@ def test_sigkill_during_collection_then_resume(tmp_path):
     assert final.n_episodes == 6
     assert sorted(final.episode_info()["seed"].tolist()) == list(range(6))
     final.verify()
+
+
+def test_create_refuses_a_folder_that_is_not_a_store(tmp_path):
+    folder = tmp_path / "my_files"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(StoreError, match="not an episode store; refusing"):
+        EpisodeStore.create(folder, FEATURES)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    write_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="already holds a store"):
+        EpisodeStore.create(tmp_path / "s.zarr", FEATURES)
