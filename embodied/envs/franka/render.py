@@ -31,6 +31,8 @@ def simplified_render_model(model, config: RenderConfig):
     render_model = copy.deepcopy(model)
     render_model.vis.quality.offsamples = config.offsamples
     render_model.vis.quality.shadowsize = 4096 if config.shadows else 0
+    if not config.textures:
+        _flatten_textures(render_model)
     if not config.simplify_meshes:
         return render_model
 
@@ -56,6 +58,21 @@ def simplified_render_model(model, config: RenderConfig):
             render_model.geom_matid[g] = -1
             render_model.geom_rgba[g] = [*colour[:3], 1.0]
     return render_model
+
+
+def _flatten_textures(model) -> None:
+    """Replaces each textured material by its texture's mean colour (a wood table stays wood-coloured)."""
+    for mat in range(model.nmat):
+        textures = [t for t in np.atleast_1d(model.mat_texid[mat]) if t >= 0]
+        if not textures:
+            continue
+        tex = textures[0]
+        channels = int(model.tex_nchannel[tex])
+        size = int(model.tex_width[tex] * model.tex_height[tex] * channels)
+        pixels = model.tex_data[model.tex_adr[tex] : model.tex_adr[tex] + size].reshape(-1, channels)
+        mean = pixels[:, :3].mean(0) / 255.0 if channels >= 3 else np.repeat(pixels.mean() / 255.0, 3)
+        model.mat_rgba[mat, :3] = model.mat_rgba[mat, :3] * mean
+        model.mat_texid[mat] = -1
 
 
 def _geom_colour(model, g: int) -> np.ndarray:
