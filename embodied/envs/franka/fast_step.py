@@ -75,19 +75,22 @@ class FastStepper:
         env.sim.step1()
         env._pre_action(action, True)
         env.sim.step2()
+        osc = self.osc
+        goal = (np.asarray(osc.goal_pos, np.float64), np.asarray(osc.goal_ori, np.float64), osc.kp, osc.kd,
+                np.asarray(osc.initial_joint, np.float64), osc.uncoupling)  # fmt: skip
         for _ in range(self.substeps - 1):
             mujoco.mj_step1(model, data)
-            torques = np.clip(self._osc_torques(), self.ctrl_low, self.ctrl_high)
-            data.ctrl[self.actuators] = torques
+            data.ctrl[self.actuators] = self._osc_torques(goal)
             mujoco.mj_step2(model, data)
         env.cur_time += env.control_timestep
         reward, done, info = env._post_action(action)
         # robosuite samples observables at the last substep; force_update reads the same final state.
         return env._get_observations(force_update=True), reward, done, info
 
-    def _osc_torques(self) -> np.ndarray:
-        """robosuite's OSC torques for the current state and the controller's current goal."""
-        model, data, osc = self.model, self.data, self.osc
+    def _osc_torques(self, goal: tuple) -> np.ndarray:
+        """robosuite's OSC torques for the current state and ``goal`` (the controller's goal and gains),
+        clipped to the actuators' control range as robosuite's robot does."""
+        model, data = self.model, self.data
         mujoco.mj_jacSite(model, data, self._jacp, self._jacr, self.eef_site)
         mujoco.mj_jacSite(model, data, self._center_jacp, self._center_jacr, self.center_site)
         mujoco.mj_fullM(model, self._mass, data.qM)
@@ -95,8 +98,7 @@ class FastStepper:
             self._jacp, self._jacr, self._center_jacp, self._center_jacr, self._mass, data.qvel, data.qpos,
             data.qfrc_bias, data.site_xpos[self.eef_site], data.site_xmat[self.eef_site],
             data.site_xpos[self.center_site], data.site_xmat[self.center_site], self.qpos_index, self.qvel_index,
-            np.asarray(osc.goal_pos, np.float64), np.asarray(osc.goal_ori, np.float64), osc.kp, osc.kd,
-            np.asarray(osc.initial_joint, np.float64), osc.uncoupling,
+            *goal, self.ctrl_low, self.ctrl_high,
         )  # fmt: skip
 
 
@@ -108,7 +110,8 @@ def _cross(a, b):
 
 @numba.njit(cache=True)
 def _osc_kernel(jacp, jacr, center_jacp, center_jacr, mass_full, qvel, qpos, qfrc_bias, eef_pos, eef_mat, origin_pos,
-                origin_mat, qpos_index, qvel_index, goal_pos, goal_ori, kp, kd, initial_joint, uncoupling):  # fmt: skip
+                origin_mat, qpos_index, qvel_index, goal_pos, goal_ori, kp, kd, initial_joint, uncoupling, ctrl_low,
+                ctrl_high):  # fmt: skip
     """OperationalSpaceController.run_controller (fixed impedance, no interpolation) as one compiled function.
 
     Array building is written out by hand: numba compiles np.vstack/np.concatenate/np.cross slowly, and the
@@ -162,4 +165,4 @@ def _osc_kernel(jacp, jacr, center_jacp, center_jacr, mass_full, qvel, qpos, qfr
     joint_kp = 10.0
     joint_kv = np.sqrt(joint_kp) * 2
     pose_torques = mass @ (joint_kp * (initial_joint - joint_pos) - joint_kv * joint_vel)
-    return torques + nullspace.T @ pose_torques
+    return np.minimum(np.maximum(torques + nullspace.T @ pose_torques, ctrl_low), ctrl_high)
