@@ -10,12 +10,6 @@ from embodied.collect import CollectConfig, collect
 from embodied.envs.franka.config import FrankaConfig
 
 
-def collect_store(path: Path, episodes: int, **env_overrides) -> Path:
-    env = FrankaConfig(**{"task": "lift", "obs_mode": "state", **env_overrides})
-    config = CollectConfig(env=env, episodes=episodes, out=str(path), num_workers=0)
-    return collect(config, path.parent)
-
-
 @pytest.fixture(scope="session")
 def image_store(tmp_path_factory) -> Path:
     """Three lift episodes with one 32 px agentview camera (small chunks, so windows cross chunk edges)."""
