@@ -161,10 +161,7 @@ class FrankaEnv(gym.Env):
         if self.render_mode != "rgb_array":
             return None
         if self._video_renderer is None:
-            from embodied.envs.franka.render import CameraRenderer
-
-            size = self.config.render_size
-            self._video_renderer = self._new_renderer(CameraRenderer, size)
+            self._video_renderer = self._new_renderer(self.config.render_size)
         return self._video_renderer.render(self.config.video_camera)
 
     def close(self) -> None:
@@ -180,17 +177,17 @@ class FrankaEnv(gym.Env):
         """The underlying robosuite env (privileged access for experts and tests)."""
         return self._sim_env
 
-    def _new_renderer(self, cls, size: int):
+    def _new_renderer(self, size: int):
+        from embodied.envs.franka.render import CameraRenderer
+
         sim = self._sim_env.sim
-        return cls(sim.model._model, sim.data._data, size, size, self.config.render)
+        return CameraRenderer(sim.model._model, sim.data._data, size, size, self.config.render)
 
     def _observation(self, raw: dict) -> dict:
         obs: dict = {}
         if self.cameras:
             if self._camera_renderer is None:
-                from embodied.envs.franka.render import CameraRenderer
-
-                self._camera_renderer = self._new_renderer(CameraRenderer, self.config.image_size)
+                self._camera_renderer = self._new_renderer(self.config.image_size)
             for camera in self.cameras:
                 obs[f"images/{camera}"] = self._camera_renderer.render(camera)
         obs["proprio"] = np.concatenate(
