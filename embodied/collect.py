@@ -109,9 +109,12 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
         for result in _results(env_cfg, config, seeds(), max_attempts):
             attempts += 1
             successes += result["success"]
+            bar.set_postfix(expert_success=f"{successes / attempts:.0%}", attempts=attempts, refresh=False)
+            if store is not None and attempts == 1:  # resuming: the env must produce what the store holds
+                store.check_features(result["features"])
             if result["success"] or config.keep_failed:
                 if store is None:
-                    store = EpisodeStore.open_or_create(out, result["features"], result["metadata"], config.storage)
+                    store = EpisodeStore.create(out, result["features"], result["metadata"], config.storage)
                 store.append_episode(
                     result["steps"],
                     language_instruction=result["instruction"],
@@ -122,7 +125,6 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
                     env_config=asdict(env_cfg),
                 )
                 bar.update(1)
-            bar.set_postfix(expert_success=f"{successes / attempts:.0%}", attempts=attempts)
             if store is not None and store.n_episodes >= config.episodes:
                 break
         else:

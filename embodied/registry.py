@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -50,8 +50,3 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
-
-
-def describe(obj: Any) -> str:
-    """A short human name for an object, used in error messages."""
-    return getattr(obj, "__qualname__", type(obj).__name__)

@@ -50,6 +50,18 @@ def test_collect_then_data_info(tmp_path):
     assert info.returncode == 0, info.stderr
     assert "episodes: 2" in info.stdout and "success rate: 100.0%" in info.stdout
     assert "images/agentview" in info.stdout and "q99" in info.stdout
+    more = subprocess.run(
+        [sys.executable, "-m", "embodied.cli", "collect", "episodes=3", f"out={out}", "env.image_size=48",
+         "num_workers=0", f"run_dir={tmp_path / 'run2'}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert more.returncode == 1 and "was written with" in more.stderr and "images/agentview" in more.stderr
+    assert (
+        "episodes: 2"
+        in subprocess.run(
+            [sys.executable, "-m", "embodied.cli", "data", "info", str(out)], capture_output=True, text=True
+        ).stdout
+    )
     missing = subprocess.run(
         [sys.executable, "-m", "embodied.cli", "data", "info", str(tmp_path / "none.zarr")],
         capture_output=True,

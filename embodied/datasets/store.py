@@ -180,15 +180,21 @@ class EpisodeStore:
         if not (Path(path) / "zarr.json").exists():
             return cls.create(path, features, metadata, storage)
         store = cls(path, mode="a")
-        expected = {f.key: f for f in features}
-        for key, feature in expected.items():
-            if store.features.get(key) != feature:
-                store.close()
-                raise StoreError(
-                    f"{path} was written with {store.features.get(key)} but this run produces {feature}; "
-                    "write to a new store (out=...)"
-                )
+        try:
+            store.check_features(features)
+        except StoreError:
+            store.close()
+            raise
         return store
+
+    def check_features(self, features: Sequence[Feature]) -> None:
+        """Raises StoreError unless every one of ``features`` is stored here with the same shape and dtype."""
+        for feature in features:
+            if self.features.get(feature.key) != feature:
+                raise StoreError(
+                    f"{self.path} was written with {self.features.get(feature.key)} but this run produces "
+                    f"{feature}; write to a new store (out=...)"
+                )
 
     # ------------------------------------------------------------------ description
     @property

@@ -92,8 +92,6 @@ class CameraRenderer:
     def __init__(self, model, data, height: int, width: int, config: RenderConfig):
         import mujoco
 
-        self._mujoco = mujoco
-        self.source_model = model
         self.data = data
         self.model = simplified_render_model(model, config)
         # The offscreen framebuffer defaults to 640x480; clearing and reading a buffer that large costs more
