@@ -1,4 +1,5 @@
-"""The `embodied` command: Hydra-configured jobs (`embodied collect env=franka episodes=20`) and tools
+"""The `embodied` command: Hydra-configured jobs (`embodied demo`, `embodied collect env=franka episodes=20`,
+`embodied train policy=bc env=franka dataset=PATH`, `embodied eval checkpoint=DIR`) and tools
 (`embodied data info PATH`).
 
 Configs ship inside the package (``embodied/configs``). Add your own config folders, e.g. an env file
@@ -14,7 +15,10 @@ import time
 from pathlib import Path
 
 JOBS = {
+    "demo": "collect a small dataset, train behaviour cloning, evaluate, write a report",
     "collect": "run a scripted expert and write an episode store",
+    "train": "fit a policy to an episode store (policy=bc env=franka dataset=PATH)",
+    "eval": "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)",
 }
 TOOLS = {
     "data info PATH [--verify]": "describe an episode store (schema, episodes, success, statistics)",
@@ -53,13 +57,20 @@ def validated(schema, cfg):
 
     from embodied.envs import env_config
 
+    def policy_config(section):
+        from embodied.policies import POLICIES  # imports torch: only for jobs that have a policy
+
+        return POLICIES.config_from(section)
+
+    sections = {"env": env_config, "policy": policy_config}
     try:
-        env = env_config(cfg.env) if "env" in cfg else None
-        rest = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "env"])
+        built = {key: check(cfg[key]) for key, check in sections.items() if key in cfg}
+        rest = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in sections])
         job = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), rest))
     except (OmegaConfBaseException, KeyError, ValueError) as error:
         raise UsageError(f"invalid config: {error}") from None
-    job.env = env
+    for key, value in built.items():
+        setattr(job, key, value)
     return job
 
 
@@ -70,18 +81,70 @@ def make_run_dir(command: str, requested: str | None) -> Path:
     return run_dir
 
 
-def run_collect(overrides: list[str]) -> None:
+def start_job(command: str, schema, overrides: list[str], check=None):
+    """Composes and validates a job's config, runs ``check(job)`` (raising UsageError), then creates the run
+    directory with the resolved ``config.yaml`` in it. Returns (job, run_dir)."""
     from omegaconf import OmegaConf
 
+    cfg = compose(command, overrides)
+    job = validated(schema, cfg)
+    if check is not None:
+        check(job)
+    run_dir = make_run_dir(command, job.run_dir)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    return job, run_dir
+
+
+def run_collect(overrides: list[str]) -> None:
     from embodied.collect import CollectConfig, collect
 
-    cfg = compose("collect", overrides)
-    job = validated(CollectConfig, cfg)
-    run_dir = make_run_dir("collect", job.run_dir)
-    OmegaConf.save(cfg, run_dir / "config.yaml")
+    job, run_dir = start_job("collect", CollectConfig, overrides)
     out = collect(job, run_dir)
     print(f"store: {out.resolve()}")
     print(f"describe it with: embodied data info {out}")
+
+
+def _check_train(job) -> None:
+    if not job.dataset:
+        raise UsageError("embodied train needs dataset=PATH: an episode store written by `embodied collect`")
+    if not Path(job.dataset).exists():
+        raise UsageError(f"dataset {job.dataset!r} does not exist; write one with `embodied collect out={job.dataset}`")
+    if job.resume and not job.run_dir:
+        raise UsageError("resume=true needs run_dir=<the run to continue>, e.g. run_dir=outputs/train/<time>")
+
+
+def run_train(overrides: list[str]) -> None:
+    from embodied.train import TrainConfig, train
+
+    job, run_dir = start_job("train", TrainConfig, overrides, _check_train)
+    final = train(job, run_dir)
+    print(f"checkpoint: {final}")
+    print(f"evaluate it with: embodied eval checkpoint={run_dir / 'checkpoints' / 'last'}")
+
+
+def _check_eval(job) -> None:
+    if not job.checkpoint:
+        raise UsageError("embodied eval needs checkpoint=DIR, e.g. checkpoint=outputs/train/<time>/checkpoints/last")
+    if not Path(job.checkpoint).is_dir():
+        raise UsageError(f"checkpoint {job.checkpoint!r} is not a directory")
+
+
+def run_eval(overrides: list[str]) -> None:
+    from embodied.evaluate import EvalConfig, format_summary, run_eval
+
+    job, run_dir = start_job("eval", EvalConfig, overrides, _check_eval)
+    result = run_eval(job, run_dir)
+    print(format_summary(result))
+    print(f"results: {run_dir / 'results.json'}")
+
+
+def run_demo(overrides: list[str]) -> None:
+    from embodied.demo import DemoConfig, demo
+
+    job, run_dir = start_job("demo", DemoConfig, overrides)
+    report = demo(job, run_dir)
+    print(report.read_text())
+    print(f"report: {report}")
 
 
 def run_data(args: list[str]) -> None:
@@ -92,6 +155,9 @@ def run_data(args: list[str]) -> None:
     print(describe_store(args[1], verify="--verify" in args[2:]))
 
 
+COMMANDS = {"collect": run_collect, "train": run_train, "eval": run_eval, "demo": run_demo, "data": run_data}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -99,10 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     try:
-        if command == "collect":
-            run_collect(rest)
-        elif command == "data":
-            run_data(rest)
+        if command in COMMANDS:
+            COMMANDS[command](rest)
         else:
             raise UsageError(f"unknown command {command!r}\n\n{USAGE}")
     except UsageError as error:
@@ -110,13 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as error:
         from embodied.datasets.store import StoreError
+        from embodied.train import TrainingDiverged
 
-        if isinstance(error, StoreError):
+        # Errors about the user's input or files are printed plainly (EMBODIED_TRACEBACK=1 shows the traceback).
+        expected = (StoreError, TrainingDiverged, FileExistsError, FileNotFoundError, ValueError, KeyError)
+        if isinstance(error, expected) and not os.environ.get("EMBODIED_TRACEBACK"):
             print(f"error: {error}", file=sys.stderr)
             return 1
         raise
     except KeyboardInterrupt:
-        print("interrupted; finished episodes are kept and `collect` resumes from them", file=sys.stderr)
+        print(
+            "interrupted; finished work is kept (collect resumes its store, train resumes with resume=true)",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

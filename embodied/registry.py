@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import is_dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -35,6 +36,22 @@ class Registry(Generic[T]):
 
     def config_class(self, name: str) -> type | None:
         return self._entry(name)[1]
+
+    def config_from(self, cfg: Any) -> Any:
+        """Validates a config (dict, DictConfig or dataclass) naming a registered component with ``name`` and
+        returns its dataclass; an unknown key or a wrong type raises with the key's name (OmegaConf's check).
+        """
+        if is_dataclass(cfg):
+            return cfg
+        from omegaconf import OmegaConf
+
+        name = cfg["name"] if cfg is not None and "name" in cfg else None
+        if name is None:
+            raise ValueError(f"{self.kind} config needs a 'name' field, one of: {', '.join(self.names())}")
+        schema = self.config_class(name)
+        if schema is None:
+            return cfg
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg))
 
     def names(self) -> list[str]:
         return sorted(self._entries)

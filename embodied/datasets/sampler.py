@@ -55,6 +55,16 @@ class WindowSampler:
     def __len__(self) -> int:
         return len(self.anchors)
 
+    def rows_batch(self, indices: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """For windows ``indices`` (B,): ``{key: (store rows (B, T), is_pad (B, T) bool)}``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        anchor, start, end = self.anchors[indices, None], self._start[indices, None], self._end[indices, None]
+        out = {}
+        for key, offsets in self.key_offsets.items():
+            wanted = anchor + offsets[None, :]
+            out[key] = (np.clip(wanted, start, end - 1), (wanted < start) | (wanted >= end))
+        return out
+
     def rows(self, index: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """For window ``index``: ``{key: (store rows (T,), is_pad (T,) bool)}``."""
         anchor, start, end = self.anchors[index], self._start[index], self._end[index]

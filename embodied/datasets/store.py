@@ -257,10 +257,10 @@ class EpisodeStore:
         if first == last:  # the common case: a window inside one chunk
             return self._chunk(key, first)[indices - first * chunk]
         out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype)
-        for chunk_id in range(first, last + 1):
-            rows = (indices >= chunk_id * chunk) & (indices < (chunk_id + 1) * chunk)
-            if rows.any():
-                out[rows] = self._chunk(key, chunk_id)[indices[rows] - chunk_id * chunk]
+        chunk_ids = indices // chunk
+        for chunk_id in np.unique(chunk_ids):
+            rows = chunk_ids == chunk_id
+            out[rows] = self._chunk(key, int(chunk_id))[indices[rows] - chunk_id * chunk]
         return out
 
     def preload(self, keys: Sequence[str] | None = None) -> bool:

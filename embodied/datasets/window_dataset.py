@@ -53,7 +53,9 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | Sequence[int]) -> dict:
+        if not isinstance(index, (int, np.integer)):
+            return self.get_batch(index)
         item: dict = {}
         for key, (rows, is_pad) in self.sampler.rows(index).items():
             item[key] = torch.from_numpy(self.store.take(key, rows))
@@ -62,6 +64,21 @@ class WindowDataset(Dataset):
         item["language_instruction"] = self._instructions[int(self.store.take("language_instruction", anchor)[0])]
         item["episode_index"] = int(self.sampler.anchor_episode[index])
         return item
+
+    def get_batch(self, indices: Sequence[int]) -> dict:
+        """Windows ``indices`` as one batch, read with one call per key: the fields of ``__getitem__`` stacked
+        (``language_instruction`` a list). ``dataset[list_of_indices]`` calls this, so a DataLoader can draw
+        whole batches: ``DataLoader(dataset, sampler=<a batch sampler>, batch_size=None)``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        batch: dict = {}
+        for key, (rows, is_pad) in self.sampler.rows_batch(indices).items():
+            values = self.store.take(key, rows.reshape(-1))
+            batch[key] = torch.from_numpy(values.reshape(*rows.shape, *values.shape[1:]))
+            batch[f"{key}_is_pad"] = torch.from_numpy(is_pad)
+        codes = self.store.take("language_instruction", self.sampler.anchors[indices])
+        batch["language_instruction"] = [self._instructions[int(c)] for c in codes]
+        batch["episode_index"] = torch.from_numpy(self.sampler.anchor_episode[indices])
+        return batch
 
 
 class MixtureDataset(ConcatDataset):

@@ -1,2 +1,32 @@
-"""Vision encoders (ResNet, DINOv2, SigLIP, CLIP, MAE, fused DINOv2+SigLIP) built through transformers,
-shared by every policy. Arrive with the encoder issue; registered by name like envs."""
+"""Vision encoders behind one interface (:class:`Encoder`), registered by name (``policy.encoder.name``).
+
+A new encoder plugs in with a config dataclass extending :class:`EncoderConfig` and a class taking
+``(config, backbone_config=None)``:
+
+    ENCODERS.register("my_encoder", config=MyEncoderConfig)(MyEncoder)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embodied.encoders.base import Encoder, EncoderConfig, EncoderOutput, random_shift
+from embodied.encoders.cnn import CNNEncoder, CNNEncoderConfig
+from embodied.encoders.resnet import ResNetEncoder, ResNetEncoderConfig
+from embodied.registry import Registry
+
+ENCODERS: Registry[type[Encoder]] = Registry("encoder")
+ENCODERS.register("cnn", config=CNNEncoderConfig)(CNNEncoder)
+ENCODERS.register("resnet18", config=ResNetEncoderConfig)(ResNetEncoder)
+
+
+def make_encoder(cfg: Any, backbone_config: dict | None = None) -> Encoder:
+    """Builds an encoder from its config (dict, DictConfig or dataclass; validated by the encoder's schema).
+
+    ``backbone_config`` (from a checkpoint) rebuilds the backbone's architecture without fetching weights.
+    """
+    config = ENCODERS.config_from(cfg)
+    return ENCODERS.get(config.name)(config, backbone_config=backbone_config)
+
+
+__all__ = ["ENCODERS", "Encoder", "EncoderConfig", "EncoderOutput", "make_encoder", "random_shift"]

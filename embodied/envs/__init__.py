@@ -10,7 +10,6 @@ and a YAML file ``configs/env/my_env.yaml`` whose ``name`` field is ``my_env``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import is_dataclass
 from typing import Any
 
 from embodied.envs.franka.config import FrankaConfig
@@ -29,22 +28,8 @@ ENVS.register("franka", config=FrankaConfig)(_franka)
 
 
 def env_config(cfg: Any):
-    """Validates a config (dict, DictConfig or dataclass) against its env's schema and returns the dataclass.
-
-    An unknown key or a wrong type raises with the key's name (OmegaConf's structured-config check).
-    """
-    if is_dataclass(cfg):
-        return cfg
-    from omegaconf import OmegaConf
-
-    name = cfg["name"] if "name" in cfg else None
-    if name is None:
-        raise ValueError("env config needs a 'name' field naming a registered env: " + ", ".join(ENVS.names()))
-    schema = ENVS.config_class(name)
-    if schema is None:
-        return cfg
-    merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
-    return OmegaConf.to_object(merged)
+    """Validates an env config (dict, DictConfig or dataclass) against its env's schema; returns the dataclass."""
+    return ENVS.config_from(cfg)
 
 
 def make_env(cfg: Any):
@@ -53,27 +38,41 @@ def make_env(cfg: Any):
     return ENVS.get(config.name)(config)
 
 
-def make_vector_env(cfg: Any, num_envs: int, context: str = "forkserver"):
+def make_vector_env(
+    cfg: Any,
+    num_envs: int,
+    context: str = "forkserver",
+    wrapper: Callable[[Any], Any] | None = None,
+    autoreset: bool = True,
+):
     """``num_envs`` copies of an env in subprocesses (``gymnasium.vector.AsyncVectorEnv``).
 
     ``fork`` hangs once an OpenGL context exists in the parent, so workers start with forkserver (or spawn).
+    ``wrapper`` (picklable) wraps each env in its worker; ``autoreset=False`` leaves resets to the caller
+    (``reset(options={"reset_mask": ...})``), so each env can start its next episode with a chosen seed.
     """
     import gymnasium as gym
 
     config = env_config(cfg)
+    mode = gym.vector.AutoresetMode.NEXT_STEP if autoreset else gym.vector.AutoresetMode.DISABLED
     return gym.vector.AsyncVectorEnv(
-        [_EnvFactory(config) for _ in range(num_envs)], context=context, shared_memory=False
+        [_EnvFactory(config, wrapper) for _ in range(num_envs)],
+        context=context,
+        shared_memory=False,
+        autoreset_mode=mode,
     )
 
 
 class _EnvFactory:
     """A picklable zero-argument env constructor for vector-env workers."""
 
-    def __init__(self, config):
+    def __init__(self, config, wrapper=None):
         self.config = config
+        self.wrapper = wrapper
 
     def __call__(self):
-        return make_env(self.config)
+        env = make_env(self.config)
+        return self.wrapper(env) if self.wrapper is not None else env
 
 
 __all__ = ["ENVS", "env_config", "make_env", "make_vector_env"]

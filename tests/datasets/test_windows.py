@@ -57,6 +57,15 @@ def test_window_dataset_over_collected_store(image_store):
     batch = next(iter(loader))
     assert batch["images/agentview"].shape == (4, 2, 32, 32, 3)
     assert batch["proprio_is_pad"].shape == (4, 2)
+    # a list of indices reads the same windows as one batch
+    picks = [0, 9, len(dataset) - 1, 9]
+    together = dataset[picks]
+    for position, index in enumerate(picks):
+        single = dataset[index]
+        for key in ("images/agentview", "images/agentview_is_pad", "proprio", "action", "action_is_pad"):
+            torch.testing.assert_close(together[key][position], single[key])
+        assert together["language_instruction"][position] == single["language_instruction"]
+        assert together["episode_index"][position] == single["episode_index"]
 
 
 def test_mixture_draws_by_weight(image_store):

@@ -1,0 +1,349 @@
+"""`embodied train policy=<name> env=<name> dataset=PATH`: fit a policy to an episode store.
+
+AdamW with linear warm-up and a cosine (or constant) schedule, gradient clipping, an optional EMA of the
+weights (``torch.optim.swa_utils.AveragedModel``), bf16 autocast on CUDA, a progress bar with loss, learning
+rate and throughput, TensorBoard scalars and ``metrics.jsonl``, periodic checkpoints and in-training rollout
+evaluation. A non-finite loss stops the run and names the step. ``resume=true`` continues from
+``<run_dir>/checkpoints/last`` with the step counter, optimiser, scheduler, EMA and RNG states, and the same
+batch order (see :class:`StepBatchSampler`); Ctrl-C saves a checkpoint first.
+
+Run directory::
+
+    config.yaml            the resolved run config
+    metrics.jsonl          one JSON line per logged step (train) and per evaluation (eval)
+    tensorboard/           event files: tensorboard --logdir <run_dir>
+    checkpoints/step_NNNNNNN/   a policy checkpoint (see embodied.policies.base) + training_state.pt
+    checkpoints/last       symlink to the newest one: pass it to `embodied eval checkpoint=...`
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from embodied.training_utils import (
+    StepBatchSampler,
+    point_link,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    write_atomically,
+)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 200
+    schedule: str = "cosine"  # cosine (to zero at the last step) | constant (after warm-up)
+    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+
+
+@dataclass
+class EMAConfig:
+    enabled: bool = False
+    decay: float = 0.999  # checkpoints' model.safetensors then hold the averaged weights
+
+
+@dataclass
+class TrainConfig:
+    """What `embodied train` does; the env and policy sections are validated by their own schemas."""
+
+    env: Any = None
+    policy: Any = None
+    dataset: str | None = None  # episode store from `embodied collect` (required)
+    steps: int = 3000
+    batch_size: int = 64
+    num_workers: int = 0  # DataLoader workers; 0 reads in this process (the store is preloaded in memory)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    successful_only: bool = False  # train only on episodes flagged successful
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    log_every: int = 50
+    checkpoint_every: int = 1000  # and at the last step
+    eval_every: int = 0  # rollout evaluation every N steps (0: never during training)
+    eval_episodes: int = 10
+    eval_num_envs: int = 2
+    resume: bool = False  # continue <run_dir>/checkpoints/last (needs run_dir=)
+    run_dir: str | None = None  # default outputs/train/<time>
+    progress: bool = True
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> Path:
+    """Runs (or resumes) training; returns the final checkpoint directory.
+
+    ``callbacks`` are called as ``callback(step, metrics)`` after every optimiser step.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from embodied.datasets.window_dataset import WindowDataset
+    from embodied.policies import make_policy
+
+    run_dir = Path(run_dir)
+    store = open_dataset(job.dataset)
+    check_env_matches_dataset(job.env, store)
+    device = resolve_device(job.device)
+    seed_everything(job.seed)
+    policy = make_policy(job.policy, store.features, store.stats).to(device)
+    dataset = WindowDataset(store, policy.key_offsets(), successful_only=job.successful_only)
+    optimizer = torch.optim.AdamW(
+        [p for p in policy.parameters() if p.requires_grad],
+        lr=job.optim.lr,
+        betas=tuple(job.optim.betas),
+        weight_decay=job.optim.weight_decay,
+    )
+    scheduler = make_scheduler(optimizer, job.optim, job.steps)
+    ema = make_ema(policy, job.ema)
+    run_config = run_config_dict(job)
+
+    start = 0
+    if not job.resume and (run_dir / "checkpoints" / "last").exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a training run; pass resume=true to continue it or choose another run_dir"
+        )
+    if job.resume:
+        start = restore(run_dir, policy, optimizer, scheduler, ema, run_config)
+        print(f"resuming from step {start}", flush=True)
+
+    sampler = StepBatchSampler(len(dataset), job.batch_size, job.seed, start_step=start)
+    loader = DataLoader(
+        dataset,
+        sampler=sampler,  # yields whole batches of indices: one read per key per batch
+        batch_size=None,
+        num_workers=job.num_workers,
+        persistent_workers=job.num_workers > 0,
+        # its own generator: starting the loader must not draw from the global RNG a resumed run restores
+        generator=torch.Generator().manual_seed(job.seed),
+    )
+    log = MetricsLog(run_dir)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=job.amp and device.type == "cuda")
+    checkpoints = run_dir / "checkpoints"
+
+    def save(step: int) -> Path:
+        return save_checkpoint(checkpoints, step, policy, ema, optimizer, scheduler, run_config)
+
+    step = start
+    bar = tqdm(total=job.steps, initial=start, desc="train", disable=not job.progress, dynamic_ncols=True)
+    window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+    batches = iter(loader)
+    try:
+        while step < job.steps:
+            batch = next(batches)
+            policy.train()
+            with autocast:
+                loss, metrics = policy.compute_loss(batch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at step {step + 1} (metrics {metrics}); the last good checkpoint is "
+                    f"{checkpoints / 'last'}. Lower optim.lr, keep optim.grad_clip > 0, or check the dataset "
+                    f"with `embodied data info {job.dataset} --verify`."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = clip_gradients(policy, job.optim.grad_clip)
+            if not math.isfinite(grad_norm):
+                raise TrainingDiverged(
+                    f"gradient norm is {grad_norm} at step {step + 1} (loss {loss.item():.4g}); the weights were not "
+                    f"updated and the last good checkpoint is {checkpoints / 'last'}. Lower optim.lr."
+                )
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(policy)
+            step += 1
+            bar.update(1)
+            window_loss += loss.item()
+            window_count += 1
+            metrics = {"loss": loss.item(), "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0], **metrics}
+            if step % job.log_every == 0 or step == job.steps:
+                elapsed = time.perf_counter() - window_start
+                rate = window_count * job.batch_size / max(elapsed, 1e-9)
+                record = {**metrics, "loss": window_loss / window_count, "samples_per_s": rate}
+                log.write("train", step, record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", samples_s=f"{rate:.0f}")
+                window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+            if step % job.checkpoint_every == 0 or step == job.steps:
+                save(step)
+            if job.eval_every and (step % job.eval_every == 0 or step == job.steps):
+                result = evaluate_during_training(job, ema.module if ema is not None else policy, run_dir, step)
+                log.write("eval", step, result)
+                bar.write(f"step {step}: success {result['success_rate']:.2f} over {job.eval_episodes} episodes")
+            for callback in callbacks:
+                callback(step, metrics)
+    except KeyboardInterrupt:
+        if step > start and not (checkpoints / f"step_{step:07d}").exists():
+            save(step)
+            bar.write(f"interrupted: saved step {step}; continue with resume=true run_dir={run_dir}")
+        raise
+    finally:
+        bar.close()
+        log.close()
+    return (checkpoints / "last").resolve()
+
+
+def open_dataset(path: str | None):
+    """The training store, with errors that say what to pass."""
+    from embodied.datasets.store import EpisodeStore
+
+    if not path:
+        raise ValueError("embodied train needs dataset=PATH: an episode store written by `embodied collect`")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"dataset {path!r} does not exist; create one with `embodied collect out={path}`")
+    store = EpisodeStore(path)
+    if store.n_episodes == 0:
+        raise ValueError(f"dataset {path} holds no episodes yet")
+    return store
+
+
+def check_env_matches_dataset(env_config: Any, store) -> None:
+    """The env used for evaluation must produce what the dataset recorded: same task, rate and image size."""
+    recorded = store.metadata.get("env_config") or {}
+    if env_config is None or not recorded:
+        return
+    ours = asdict(env_config)
+    for key in ("name", "task", "control_freq", "image_size"):
+        if key in recorded and key in ours and recorded[key] != ours[key]:
+            raise ValueError(
+                f"env.{key}={ours[key]!r} but the dataset {store.path} was collected with {key}={recorded[key]!r}; "
+                f"pass env.{key}={recorded[key]} so evaluation matches the data"
+            )
+
+
+def make_scheduler(optimizer, optim: OptimConfig, total_steps: int):
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    if optim.schedule == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, optim.warmup_steps, max(total_steps, 1))
+    if optim.schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, optim.warmup_steps)
+    raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {optim.schedule!r}")
+
+
+def make_ema(policy, config: EMAConfig):
+    if not config.enabled:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(config.decay), use_buffers=True)
+
+
+def clip_gradients(policy, max_norm: float) -> float:
+    parameters = [p for p in policy.parameters() if p.grad is not None]
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters]))) if parameters else 0.0
+
+
+def run_config_dict(job: TrainConfig) -> dict:
+    config = asdict(job)
+    config["policy"] = asdict(job.policy) if hasattr(job.policy, "__dataclass_fields__") else job.policy
+    return config
+
+
+def save_checkpoint(checkpoints: Path, step: int, policy, ema, optimizer, scheduler, run_config: dict) -> Path:
+    """``checkpoints/step_NNNNNNN`` (written atomically) and the ``last`` link to it."""
+    inference = ema.module if ema is not None else policy
+
+    def write(directory: Path) -> None:
+        inference.save_pretrained(directory, run_config={k: v for k, v in run_config.items() if k != "policy"})
+        state = {
+            "step": step,
+            "model": policy.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "rng": rng_state(),
+        }
+        torch.save(state, directory / "training_state.pt")
+
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    final = write_atomically(checkpoints / f"step_{step:07d}", write)
+    point_link(checkpoints / "last", final)
+    return final
+
+
+def restore(run_dir: Path, policy, optimizer, scheduler, ema, run_config: dict) -> int:
+    """Loads ``<run_dir>/checkpoints/last``'s training state; returns its step."""
+    from omegaconf import OmegaConf
+
+    last = run_dir / "checkpoints" / "last"
+    if not (last / "training_state.pt").is_file():
+        raise FileNotFoundError(
+            f"resume=true but {last} holds no training_state.pt; pass the run_dir of a run to "
+            "continue (run_dir=outputs/train/<time>)"
+        )
+    saved = OmegaConf.to_container(OmegaConf.load(last / "config.yaml"))
+    for key in ("policy", "dataset", "batch_size", "seed"):
+        if saved.get(key) != run_config.get(key):
+            raise ValueError(
+                f"cannot resume: {key} differs from the checkpoint's ({saved.get(key)!r} there, "
+                f"{run_config.get(key)!r} now)"
+            )
+    state = torch.load(last / "training_state.pt", map_location=policy.device, weights_only=False)
+    policy.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None and state["ema"] is not None:
+        ema.load_state_dict(state["ema"])
+    set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def evaluate_during_training(job: TrainConfig, policy, run_dir: Path, step: int) -> dict:
+    from embodied.evaluate import eval_env_config, evaluate
+
+    out = run_dir / "eval" / f"step_{step:07d}"
+    result = evaluate(
+        policy,
+        eval_env_config(job.env, policy),
+        episodes=job.eval_episodes,
+        num_envs=job.eval_num_envs,
+        out_dir=out,
+        videos=1,
+        progress=False,
+    )
+    return {k: result[k] for k in ("success_rate", "success_ci95", "mean_return", "mean_length")}
+
+
+class MetricsLog:
+    """Scalars to TensorBoard (when installed) and to ``metrics.jsonl`` (read by reports and tests)."""
+
+    def __init__(self, run_dir: Path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(run_dir / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            self._tensorboard = None
+
+    def write(self, split: str, step: int, values: dict) -> None:
+        self._jsonl.write(json.dumps({"split": split, "step": step, **values}) + "\n")
+        self._jsonl.flush()
+        if self._tensorboard is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tensorboard.add_scalar(f"{split}/{key}", value, step)
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()

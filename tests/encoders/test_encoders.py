@@ -1,0 +1,89 @@
+"""Encoders: output shapes, preprocessing, freezing, loading a transformers ResNet from a local directory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from embodied.encoders import ENCODERS, make_encoder, random_shift
+from embodied.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+
+TINY_RESNET = dict(layer_type="basic", depths=[1, 1], hidden_sizes=[8, 16], embedding_size=8)
+
+
+def images(batch=2, size=40, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=generator)
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+def test_output_shapes(name):
+    encoder = make_encoder({"name": name}).eval()
+    out = encoder(images(batch=3, size=48))
+    assert out.pooled.shape == (3, encoder.dim)
+    assert out.tokens.ndim == 3 and out.tokens.shape[0] == 3 and out.tokens.shape[2] == encoder.dim
+    assert torch.isfinite(out.tokens).all() and torch.isfinite(out.pooled).all()
+
+
+def test_registry_names_and_unknown_field():
+    assert {"cnn", "resnet18"} <= set(ENCODERS.names())
+    with pytest.raises(Exception, match="no_such_field"):
+        make_encoder({"name": "cnn", "no_such_field": 1})
+    with pytest.raises(KeyError, match="registered: cnn"):
+        make_encoder({"name": "vit_nope"})
+
+
+def test_preprocessing_resizes_and_normalises():
+    encoder = make_encoder({"name": "resnet18", "image_size": 32}).eval()
+    gray = torch.full((1, 20, 20, 3), 128, dtype=torch.uint8)
+    pixels = encoder.preprocess(gray)
+    assert pixels.shape == (1, 3, 32, 32)
+    expected = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(pixels[0, :, 5, 5], expected)
+    with pytest.raises(ValueError, match="uint8"):
+        encoder.preprocess(gray.float())
+
+
+def test_random_shift_only_while_training():
+    encoder = make_encoder({"name": "cnn", "random_shift": 4})
+    x = images(batch=8, size=32)
+    encoder.eval()
+    torch.testing.assert_close(encoder.preprocess(x), encoder.preprocess(x))
+    encoder.train()
+    assert not torch.equal(encoder.preprocess(x), encoder.preprocess(x))
+
+
+def test_random_shift_moves_whole_image_by_integers():
+    pixels = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    shifted = random_shift(pixels, 2)
+    for b in range(2):
+        # every output pixel is an input pixel (replicate padding clamps at the edges)
+        assert set(shifted[b].flatten().tolist()) <= set(pixels[b].flatten().tolist())
+    assert random_shift(pixels, 0).shape == pixels.shape
+
+
+def test_frozen_encoder_has_no_trainable_parameters_and_stays_in_eval():
+    encoder = make_encoder({"name": "resnet18", "train": "frozen"}).apply_train_mode()
+    encoder.train()
+    assert not any(p.requires_grad for p in encoder.parameters())
+    assert not encoder.backbone.training  # batch-norm statistics stay fixed
+    assert encoder.training  # augmentation still follows the mode
+
+
+def test_resnet_from_local_pretrained_directory(tmp_path):
+    from transformers import ResNetConfig, ResNetModel
+
+    reference = ResNetModel(ResNetConfig(**TINY_RESNET)).eval()
+    reference.save_pretrained(tmp_path / "tiny_resnet")
+    encoder = make_encoder({"name": "resnet18", "pretrained": str(tmp_path / "tiny_resnet")}).eval()
+    assert encoder.dim == 16
+    x = images(batch=2, size=32)
+    pixels = encoder.preprocess(x)
+    torch.testing.assert_close(encoder(x).pooled, reference(pixel_values=pixels).pooler_output.flatten(1))
+    rebuilt = make_encoder({"name": "resnet18"}, backbone_config=encoder.backbone_config())
+    assert rebuilt.dim == 16 and rebuilt.backbone.config.depths == [1, 1]
+
+
+def test_missing_pretrained_path_says_what_to_do(tmp_path):
+    with pytest.raises(OSError, match="local directory"):
+        make_encoder({"name": "resnet18", "pretrained": str(tmp_path / "nowhere")})
