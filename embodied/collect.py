@@ -146,17 +146,28 @@ def _results(env_cfg, config: CollectConfig, seeds, max_attempts: int):
         for _, seed in zip(range(max_attempts), seeds):
             yield rollout_expert(seed)
         return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     context = mp.get_context("forkserver")  # fork hangs once an OpenGL context exists
-    with context.Pool(config.num_workers, _init_worker, (env_cfg, config.expert_noise)) as pool:
-        pending = [pool.apply_async(rollout_expert, (seed,)) for _, seed in zip(range(config.num_workers * 2), seeds)]
+    # concurrent.futures rather than multiprocessing.Pool: a worker that dies (a crash in the simulator or
+    # renderer, the OOM killer) raises BrokenProcessPool here instead of leaving its episode pending forever.
+    pool = ProcessPoolExecutor(config.num_workers, context, _init_worker, (env_cfg, config.expert_noise))
+    try:
+        pending = {pool.submit(rollout_expert, seed) for _, seed in zip(range(config.num_workers * 2), seeds)}
         submitted = len(pending)
         while pending:
-            ready = next((p for p in pending if p.ready()), None)
-            if ready is None:
-                pending[0].wait(0.05)
-                continue
-            pending.remove(ready)
-            if submitted < max_attempts:
-                pending.append(pool.apply_async(rollout_expert, (next(seeds),)))
-                submitted += 1
-            yield ready.get()
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if submitted < max_attempts:
+                    pending.add(pool.submit(rollout_expert, next(seeds)))
+                    submitted += 1
+                try:
+                    yield future.result()
+                except BrokenProcessPool as error:
+                    raise RuntimeError(
+                        f"an env worker process died ({error}); finished episodes are stored, run the same "
+                        "command again to continue"
+                    ) from None
+    finally:  # stopping early (enough episodes): drop queued seeds, let the running episodes end
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -202,7 +202,9 @@ def evaluate(
                     history[i] = deque([_row(obs, i)] * n_obs, maxlen=n_obs)
     finally:
         bar.close()
-        envs.close()
+        # terminate: workers hold nothing to flush (videos are written here), and a clean close waits on every
+        # worker exiting, which would turn one stuck GL teardown into a hung evaluation
+        envs.close(terminate=True)
 
     records.sort(key=lambda r: r["episode"])
     result = summarize(records)

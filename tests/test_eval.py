@@ -18,16 +18,25 @@ from embodied.train import TrainConfig, train
 @pytest.fixture(scope="module")
 def checkpoint(image_store, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("bc_run")
+    # with rollout evaluation during training (one short episode at step 5)
     job = TrainConfig(
-        env=FrankaConfig(image_size=32),
+        env=FrankaConfig(image_size=32, max_episode_steps=10),
         policy=BCConfig(encoder={"name": "cnn", "dim": 32}),
         dataset=str(image_store),
         steps=5,
         batch_size=16,
         run_dir=str(run_dir),
         progress=False,
+        eval_every=5,
+        eval_episodes=1,
+        eval_num_envs=1,
     )
-    return train(job, run_dir)
+    final = train(job, run_dir)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    (evaluation,) = [r for r in rows if r["split"] == "eval"]
+    assert evaluation["step"] == 5 and evaluation["mean_length"] <= 10
+    assert list((run_dir / "eval" / "step_0000005" / "videos").glob("*.mp4"))
+    return final
 
 
 def test_eval_two_episodes_writes_results_and_video(checkpoint, tmp_path, capsys):
