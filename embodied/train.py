@@ -102,6 +102,8 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
     device = resolve_device(job.device)
     seed_everything(job.seed)
     policy = make_policy(job.policy, store.features, store.stats).to(device)
+    if job.progress:
+        print(describe_parameters(policy), flush=True)
     dataset = WindowDataset(store, policy.key_offsets(), successful_only=job.successful_only)
     optimizer = torch.optim.AdamW(
         [p for p in policy.parameters() if p.requires_grad],
@@ -196,6 +198,21 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
         bar.close()
         log.close()
     return (checkpoints / "last").resolve()
+
+
+def describe_parameters(policy) -> str:
+    """Trainable / total parameter counts of each encoder and of the whole policy."""
+    lines = []
+    for name, encoder in getattr(policy, "encoders", {}).items():
+        counts = encoder.parameter_counts()
+        lines.append(
+            f"encoder {name} ({encoder.config.name}, train={encoder.config.train}): "
+            f"{counts['trainable']:,} of {counts['total']:,} parameters train"
+        )
+    total = sum(p.numel() for p in policy.parameters())
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    lines.append(f"policy {policy.config.name}: {trainable:,} of {total:,} parameters train")
+    return "\n".join(lines)
 
 
 def open_dataset(path: str | None):

@@ -12,12 +12,18 @@ from typing import Any
 
 from embodied.encoders.base import Encoder, EncoderConfig, EncoderOutput, random_shift
 from embodied.encoders.cnn import CNNEncoder, CNNEncoderConfig
+from embodied.encoders.fused import DinoSigLIPConfig, DinoSigLIPEncoder
 from embodied.encoders.resnet import ResNetEncoder, ResNetEncoderConfig
+from embodied.encoders.vit import FAMILIES, ViTEncoder, ViTEncoderConfig
 from embodied.registry import Registry
 
 ENCODERS: Registry[type[Encoder]] = Registry("encoder")
 ENCODERS.register("cnn", config=CNNEncoderConfig)(CNNEncoder)
-ENCODERS.register("resnet18", config=ResNetEncoderConfig)(ResNetEncoder)
+for _name in ("resnet18", "resnet50"):
+    ENCODERS.register(_name, config=ResNetEncoderConfig)(ResNetEncoder)
+for _name in FAMILIES:  # vit, dinov2, siglip, clip, mae
+    ENCODERS.register(_name, config=ViTEncoderConfig)(ViTEncoder)
+ENCODERS.register("dinosiglip", config=DinoSigLIPConfig)(DinoSigLIPEncoder)
 
 
 def make_encoder(cfg: Any, backbone_config: dict | None = None) -> Encoder:
@@ -26,7 +32,7 @@ def make_encoder(cfg: Any, backbone_config: dict | None = None) -> Encoder:
     ``backbone_config`` (from a checkpoint) rebuilds the backbone's architecture without fetching weights.
     """
     config = ENCODERS.config_from(cfg)
-    return ENCODERS.get(config.name)(config, backbone_config=backbone_config)
+    return ENCODERS.get(config.name)(config, backbone_config=backbone_config).apply_train_mode()
 
 
 __all__ = ["ENCODERS", "Encoder", "EncoderConfig", "EncoderOutput", "make_encoder", "random_shift"]

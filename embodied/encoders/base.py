@@ -2,8 +2,11 @@
 
 An encoder owns its preprocessing (resize, scaling, normalisation, training-time augmentation), so a policy
 hands it the raw ``(B, H, W, 3)`` uint8 frames that envs and stores produce and never needs to know which
-backbone's statistics apply. It can be trained fully or frozen (``train: frozen``): a frozen encoder keeps
-its normalisation layers in eval mode and contributes no parameters to the optimiser.
+backbone's statistics apply.
+
+Adaptation (``train``): ``finetune`` trains every weight; ``frozen`` none (the backbone also stays in eval mode,
+so batch-norm statistics never drift); ``last_n`` only the last ``last_n`` blocks (and what follows them);
+``lora`` only low-rank adapters that peft injects into the backbone's attention and MLP linears.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TRAIN_MODES = ("full", "frozen")
+TRAIN_MODES = ("finetune", "frozen", "last_n", "lora")
 
 
 @dataclass
@@ -26,7 +29,11 @@ class EncoderConfig:
 
     name: str = "cnn"
     image_size: int | None = None  # resize (square) before the backbone; null: keep the camera's size
-    train: str = "full"  # full | frozen
+    train: str = "finetune"  # finetune | frozen | last_n | lora
+    last_n: int = 2  # train: last_n -> how many final blocks train
+    lora_rank: int = 8  # train: lora -> adapter rank, alpha and dropout
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
     random_shift: int = 4  # training-time augmentation: shift by up to this many pixels (0: off)
 
 
@@ -63,20 +70,49 @@ class Encoder(nn.Module):
         the encoder can be rebuilt offline with no hub access; None when ``EncoderConfig`` says it all."""
         return None
 
+    def blocks(self) -> nn.ModuleList | None:
+        """The backbone's sequence of blocks (transformer layers, ResNet stages), for ``train: last_n``."""
+        return None
+
+    def lora_targets(self) -> list[str] | None:
+        """Module names peft adapts for ``train: lora``: every linear (attention and MLP) and convolution inside
+        the blocks, found by type so it holds across transformers' renames; None: no blocks, no LoRA."""
+        blocks = self.blocks()
+        if blocks is None:
+            return None
+        inside = {id(m) for m in blocks.modules()}
+        return [
+            name
+            for name, module in self.backbone.named_modules()
+            if id(module) in inside and isinstance(module, (nn.Linear, nn.Conv2d))
+        ]
+
     # ------------------------------------------------------------------ shared behaviour
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> normalised float (B, 3, h, w), randomly shifted in training mode."""
+        return self.normalize(self.to_pixels(images))
+
+    def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> float (B, 3, h, w) in [0, 1], resized, randomly shifted in training mode."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
                 f"encoders take uint8 images of shape (B, H, W, 3), got {tuple(images.shape)} {images.dtype}"
             )
         pixels = images.permute(0, 3, 1, 2).float().div_(255.0)
-        size = self.config.image_size
+        size = self.input_size
         if size is not None and tuple(pixels.shape[-2:]) != (size, size):
             pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         if self.training and self.config.random_shift > 0:
             pixels = random_shift(pixels, self.config.random_shift)
+        return pixels
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean) / self.std
+
+    @property
+    def input_size(self) -> int | None:
+        """The square size images are resized to (``image_size``; subclasses may default to the backbone's)."""
+        return self.config.image_size
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         return self.encode(self.preprocess(images))
@@ -86,11 +122,51 @@ class Encoder(nn.Module):
         return self.config.train == "frozen"
 
     def apply_train_mode(self) -> Encoder:
-        """Freezes the parameters when ``train: frozen`` (call after loading weights)."""
-        if self.frozen:
+        """Sets which parameters train (see the module docstring); :func:`make_encoder` calls it once, before any
+        checkpoint weights are loaded (LoRA adds modules, so a restored encoder must have them first)."""
+        mode = self.config.train
+        if mode == "frozen":
+            self.requires_grad_(False)
+        elif mode == "last_n":
+            blocks = self.blocks()
+            if blocks is None:
+                raise ValueError(f"encoder {self.config.name!r} has no blocks for train=last_n; use finetune or frozen")
+            if not 1 <= self.config.last_n <= len(blocks):
+                raise ValueError(f"encoder.last_n must be in [1, {len(blocks)}], got {self.config.last_n}")
+            backbone = self.backbone
+            in_backbone = {id(p) for p in backbone.parameters()}
+            trainable = {id(p) for block in list(blocks)[-self.config.last_n :] for p in block.parameters()}
+            trainable |= {id(p) for name, p in backbone.named_parameters() if _after_blocks(name)}  # final norms
+            trainable |= {id(p) for p in self.parameters() if id(p) not in in_backbone}  # our pooling heads
             for parameter in self.parameters():
-                parameter.requires_grad_(False)
+                parameter.requires_grad_(id(parameter) in trainable)
+        elif mode == "lora":
+            self._inject_lora()
         return self
+
+    def _inject_lora(self) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        targets = self.lora_targets()
+        if targets is None:
+            raise ValueError(f"encoder {self.config.name!r} does not support train=lora; use finetune, frozen, last_n")
+        config = LoraConfig(
+            r=self.config.lora_rank,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=self.config.lora_dropout,
+            target_modules=targets,
+        )
+        self.backbone.requires_grad_(False)
+        inject_adapter_in_model(config, self.backbone)
+        for name, parameter in self.backbone.named_parameters():
+            parameter.requires_grad_("lora_" in name)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameter counts (logged at the start of training)."""
+        return {
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "total": sum(p.numel() for p in self.parameters()),
+        }
 
     def train(self, mode: bool = True) -> Encoder:
         # A frozen backbone stays in eval mode (batch-norm statistics fixed); augmentation still follows `mode`.
@@ -99,6 +175,15 @@ class Encoder(nn.Module):
             for module in self.children():
                 module.eval()
         return self
+
+
+_POST_BLOCK_NAMES = ("layernorm", "post_layernorm", "pooler", "head", "norm")
+
+
+def _after_blocks(name: str) -> bool:
+    """Whether a backbone parameter sits after its blocks (a final norm or pooler), by transformers' names."""
+    first = name.split(".")[0] if not name.startswith("vision_model.") else name.split(".")[1]
+    return first in _POST_BLOCK_NAMES
 
 
 def random_shift(pixels: torch.Tensor, pad: int) -> torch.Tensor:

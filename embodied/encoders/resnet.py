@@ -1,5 +1,8 @@
-"""ResNet through `transformers` (``ResNetModel``): from a hub id or a local directory with ``pretrained``,
-or built from a config (ResNet-18 by default) with random weights when none is given. No torchvision.
+"""ResNets through `transformers` (``ResNetModel``): ``resnet18`` and ``resnet50``, from ``pretrained=<hub id or
+local directory>`` or built from their standard config with random weights when none is given. No torchvision.
+
+``norm: group`` replaces every BatchNorm with GroupNorm (16 channels per group), Diffusion Policy's recipe: batch
+statistics are unreliable with small, highly correlated robot batches and with EMA weights.
 """
 
 from __future__ import annotations
@@ -7,45 +10,83 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from embodied.encoders.base import Encoder, EncoderConfig, EncoderOutput
+from embodied.encoders.cnn import spatial_softmax
 
-RESNET18 = dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64)
+ARCHITECTURES = {
+    "resnet18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64),
+    "resnet50": dict(
+        layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048], embedding_size=64
+    ),
+}
+POOLS = ("mean", "spatial_softmax")
 
 
 @dataclass
 class ResNetEncoderConfig(EncoderConfig):
     name: str = "resnet18"
     pretrained: str | None = None  # hub id (e.g. microsoft/resnet-18) or local directory; null: random init
+    model: dict | None = None  # overrides of the ResNetConfig when building from config (e.g. tiny for tests)
+    norm: str = "batch"  # batch | group (BatchNorm -> GroupNorm)
+    pool: str = "mean"  # mean (global average) | spatial_softmax (keypoints)
+    keypoints: int = 32  # pool: spatial_softmax
 
 
 class ResNetEncoder(Encoder):
-    """Tokens: the last stage's feature map, flattened (B, h*w, C); pooled: its global average (B, C)."""
+    """Tokens: the last stage's feature map, flattened (B, h*w, C); pooled: ``pool`` over it (B, C)."""
 
     def __init__(self, config: ResNetEncoderConfig, backbone_config: dict | None = None):
         super().__init__(config)
         from transformers import ResNetConfig, ResNetModel
 
+        if config.norm not in ("batch", "group"):
+            raise ValueError(f"encoder.norm must be 'batch' or 'group', got {config.norm!r}")
+        if config.pool not in POOLS:
+            raise ValueError(f"encoder.pool must be one of {POOLS}, got {config.pool!r}")
         if backbone_config is not None:  # restoring a checkpoint: its weights follow, no hub access
             self.backbone = ResNetModel(ResNetConfig(**backbone_config))
         elif config.pretrained:
             self.backbone = load_pretrained(ResNetModel, config.pretrained)
         else:
-            self.backbone = ResNetModel(ResNetConfig(**RESNET18))
+            self.backbone = ResNetModel(ResNetConfig(**{**ARCHITECTURES[config.name], **(config.model or {})}))
+        if config.norm == "group":
+            replace_batchnorm(self.backbone)
         self.dim = int(self.backbone.config.hidden_sizes[-1])
+        if config.pool == "spatial_softmax":
+            self.to_keypoints = nn.Conv2d(self.dim, config.keypoints, 1)
+            self.keypoint_proj = nn.Linear(2 * config.keypoints, self.dim)
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
         out = self.backbone(pixel_values=pixels)
-        return EncoderOutput(out.last_hidden_state.flatten(2).transpose(1, 2), out.pooler_output.flatten(1))
+        features = out.last_hidden_state
+        tokens = features.flatten(2).transpose(1, 2)
+        if self.config.pool == "spatial_softmax":
+            return EncoderOutput(tokens, self.keypoint_proj(spatial_softmax(self.to_keypoints(features))))
+        return EncoderOutput(tokens, out.pooler_output.flatten(1))
 
     def backbone_config(self) -> dict:
         return self.backbone.config.to_diff_dict()
 
+    def blocks(self) -> nn.ModuleList:
+        return self.backbone.encoder.stages
 
-def load_pretrained(model_class, name_or_path: str):
+
+def replace_batchnorm(module: nn.Module, channels_per_group: int = 16) -> None:
+    """Swaps every BatchNorm2d in ``module`` for a GroupNorm over the same channels, in place."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            groups = max(1, child.num_features // channels_per_group)
+            setattr(module, name, nn.GroupNorm(groups, child.num_features))
+        else:
+            replace_batchnorm(child, channels_per_group)
+
+
+def load_pretrained(model_class, name_or_path: str, **kwargs):
     """``model_class.from_pretrained`` with an error that says what to do offline."""
     try:
-        return model_class.from_pretrained(name_or_path)
+        return model_class.from_pretrained(name_or_path, **kwargs)
     except OSError as error:
         raise OSError(
             f"could not load pretrained weights {name_or_path!r}: pass a local directory holding config.json and "

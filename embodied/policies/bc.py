@@ -54,8 +54,6 @@ class BCPolicy(Policy):
             in_dim = hidden
         layers.append(nn.Linear(in_dim, config.horizon * self.action_dim))
         self.head = nn.Sequential(*layers)
-        for encoder in self.encoders.values():
-            encoder.apply_train_mode()
 
     def camera_encoder(self, key: str):
         return self.encoders["shared" if self.config.share_encoder else camera_name(key)]

@@ -29,7 +29,7 @@ def test_registry_names_and_unknown_field():
     assert {"cnn", "resnet18"} <= set(ENCODERS.names())
     with pytest.raises(Exception, match="no_such_field"):
         make_encoder({"name": "cnn", "no_such_field": 1})
-    with pytest.raises(KeyError, match="registered: cnn"):
+    with pytest.raises(KeyError, match="registered: .*cnn"):
         make_encoder({"name": "vit_nope"})
 
 

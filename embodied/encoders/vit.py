@@ -1,0 +1,146 @@
+"""Vision transformers through `transformers`: ``vit``, ``dinov2``, ``siglip``, ``clip`` and ``mae`` (ViTMAE's
+encoder), each from ``pretrained=<hub id or local directory>`` or built from its config (``model:`` overrides,
+e.g. tiny sizes for tests) with random weights when none is given.
+
+Each uses the normalisation its checkpoint expects: ``preprocessor_config.json``'s ``image_mean``/``image_std``
+when the directory has one, else the family's published values. Images are resized to the backbone's
+``image_size`` unless ``encoder.image_size`` says otherwise (position embeddings are then interpolated).
+
+Tokens are the patch tokens (B, N, D) (no CLS), on the backbone's patch grid in row-major order; pooled is
+``pool``: ``cls`` (the CLS token; SigLIP has none: its attention-pooling head stands in), ``mean`` (of the patch
+tokens) or ``spatial_softmax`` (keypoints over the patch grid, Diffusion Policy's choice).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from embodied.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Encoder, EncoderConfig, EncoderOutput
+from embodied.encoders.cnn import spatial_softmax
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+POOLS = ("cls", "mean", "spatial_softmax")
+
+
+class Family(NamedTuple):
+    model: str  # transformers model class
+    config: str  # transformers config class
+    mean: tuple
+    std: tuple
+    has_cls: bool
+    defaults: dict  # config values that differ from the class default for our use
+
+
+FAMILIES = {
+    "vit": Family("ViTModel", "ViTConfig", HALF, HALF, True, {}),
+    "dinov2": Family("Dinov2Model", "Dinov2Config", IMAGENET_MEAN, IMAGENET_STD, True, {}),
+    "siglip": Family("SiglipVisionModel", "SiglipVisionConfig", HALF, HALF, False, {}),
+    "clip": Family("CLIPVisionModel", "CLIPVisionConfig", CLIP_MEAN, CLIP_STD, True, {}),
+    # mask_ratio 0: as an encoder ViTMAE sees every patch (pretraining uses its own 0.75)
+    "mae": Family("ViTMAEModel", "ViTMAEConfig", IMAGENET_MEAN, IMAGENET_STD, True, {"mask_ratio": 0.0}),
+}
+
+
+@dataclass
+class ViTEncoderConfig(EncoderConfig):
+    name: str = "dinov2"
+    pretrained: str | None = None  # hub id or local directory; null: built from `model` with random weights
+    model: dict = field(default_factory=dict)  # overrides of the transformers config when building from config
+    pool: str = "cls"  # cls | mean | spatial_softmax
+    keypoints: int = 32  # pool: spatial_softmax
+
+
+class ViTEncoder(Encoder):
+    def __init__(self, config: ViTEncoderConfig, backbone_config: dict | None = None):
+        family = FAMILIES[config.name] if config.name in FAMILIES else None
+        if family is None:
+            raise ValueError(f"no transformer family {config.name!r}; known: {sorted(FAMILIES)}")
+        if config.pool not in POOLS:
+            raise ValueError(f"encoder.pool must be one of {POOLS}, got {config.pool!r}")
+        mean, std = checkpoint_normalisation(config.pretrained, family)
+        super().__init__(config, mean=mean, std=std)
+        self.family = family
+        self.backbone = build_backbone(family, config.pretrained, config.model, backbone_config)
+        self.dim = int(self.backbone.config.hidden_size)
+        self.patch_size = int(self.backbone.config.patch_size)
+        if config.pool == "spatial_softmax":
+            self.to_keypoints = nn.Linear(self.dim, config.keypoints)
+            self.keypoint_proj = nn.Linear(2 * config.keypoints, self.dim)
+
+    @property
+    def input_size(self) -> int:
+        return self.config.image_size or int(self.backbone.config.image_size)
+
+    def encode(self, pixels: torch.Tensor) -> EncoderOutput:
+        kwargs = {}
+        if self.config.name == "mae":  # identity "noise": ViTMAE keeps patches in order instead of shuffling
+            n = (pixels.shape[-2] // self.patch_size) * (pixels.shape[-1] // self.patch_size)
+            kwargs["noise"] = torch.arange(n, device=pixels.device, dtype=pixels.dtype).expand(pixels.shape[0], n)
+        if self.config.name != "dinov2":  # dinov2 always interpolates
+            kwargs["interpolate_pos_encoding"] = self.input_size != int(self.backbone.config.image_size)
+        out = self.backbone(pixel_values=pixels, **kwargs)
+        hidden = out.last_hidden_state
+        tokens = hidden[:, 1:] if self.family.has_cls else hidden
+        return EncoderOutput(tokens, self.pool(hidden, tokens, out, pixels.shape[-2:]))
+
+    def pool(self, hidden, tokens, out, size) -> torch.Tensor:
+        if self.config.pool == "mean":
+            return tokens.mean(1)
+        if self.config.pool == "cls":
+            if self.family.has_cls:
+                return hidden[:, 0]
+            return out.pooler_output  # SigLIP's attention-pooling head
+        grid_h, grid_w = size[0] // self.patch_size, size[1] // self.patch_size
+        maps = self.to_keypoints(tokens).transpose(1, 2).reshape(tokens.shape[0], -1, grid_h, grid_w)
+        return self.keypoint_proj(spatial_softmax(maps))
+
+    def backbone_config(self) -> dict:
+        return self.backbone.config.to_diff_dict()
+
+    def blocks(self) -> nn.ModuleList:
+        # found by name and type: transformers 5 moved ViT's blocks from encoder.layer to layers
+        for name, module in self.backbone.named_modules():
+            if isinstance(module, nn.ModuleList) and name.split(".")[-1] in ("layers", "layer"):
+                return module
+        raise ValueError(f"no transformer blocks found in {type(self.backbone).__name__}")
+
+    def grid(self) -> tuple[int, int]:
+        side = self.input_size // self.patch_size
+        return side, side
+
+
+def build_backbone(family: Family, pretrained: str | None, overrides: dict, saved: dict | None):
+    """A transformers model: rebuilt from a checkpoint's saved config, loaded from ``pretrained``, or built from
+    the family's config with ``overrides``."""
+    import transformers
+
+    from embodied.encoders.resnet import load_pretrained
+
+    model_class = getattr(transformers, family.model)
+    config_class = getattr(transformers, family.config)
+    if saved is not None:
+        return model_class(config_class(**saved), **_model_kwargs(family))
+    if pretrained:
+        return load_pretrained(model_class, pretrained, **_model_kwargs(family))
+    return model_class(config_class(**{**family.defaults, **dict(overrides)}), **_model_kwargs(family))
+
+
+def _model_kwargs(family: Family) -> dict:
+    return {"add_pooling_layer": False} if family.model == "ViTModel" else {}
+
+
+def checkpoint_normalisation(pretrained: str | None, family: Family) -> tuple[tuple, tuple]:
+    """``image_mean``/``image_std`` from a local checkpoint's preprocessor_config.json, else the family's."""
+    if pretrained and (Path(pretrained) / "preprocessor_config.json").is_file():
+        processor = json.loads((Path(pretrained) / "preprocessor_config.json").read_text())
+        if "image_mean" in processor and "image_std" in processor:
+            return tuple(processor["image_mean"]), tuple(processor["image_std"])
+    return family.mean, family.std
