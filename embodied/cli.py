@@ -18,6 +18,7 @@ JOBS = {
     "demo": "collect a small dataset, train behaviour cloning, evaluate, write a report",
     "collect": "run a scripted expert and write an episode store",
     "train": "fit a policy to an episode store (policy=bc env=franka dataset=PATH)",
+    "cache-features": "encode a store's frames once with a frozen encoder (same overrides as train)",
     "eval": "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)",
 }
 TOOLS = {
@@ -122,6 +123,26 @@ def run_train(overrides: list[str]) -> None:
     print(f"evaluate it with: embodied eval checkpoint={run_dir / 'checkpoints' / 'last'}")
 
 
+def run_cache_features(overrides: list[str]) -> None:
+    from embodied.encoders.cache import compute_features
+    from embodied.train import TrainConfig, build_policy, open_dataset
+    from embodied.training_utils import resolve_device
+
+    cfg = compose("train", overrides)
+    job = validated(TrainConfig, cfg)
+    _check_train(job)
+    store = open_dataset(job.dataset)
+    policy = build_policy(job, store, resolve_device(job.device))
+    encoders = policy.image_encoders()
+    if not encoders:
+        raise UsageError("the policy reads no camera images: nothing to cache")
+    if not all(encoder.frozen for encoder in encoders.values()):
+        raise UsageError("only frozen encoders can be cached: add policy.encoder.train=frozen (and pass it to train)")
+    directory = compute_features(store, encoders, batch_size=job.batch_size)
+    print(f"features: {directory}")
+    print("`embodied train` with the same overrides now reads them (feature_cache=auto)")
+
+
 def _check_eval(job) -> None:
     if not job.checkpoint:
         raise UsageError("embodied eval needs checkpoint=DIR, e.g. checkpoint=outputs/train/<time>/checkpoints/last")
@@ -155,7 +176,14 @@ def run_data(args: list[str]) -> None:
     print(describe_store(args[1], verify="--verify" in args[2:]))
 
 
-COMMANDS = {"collect": run_collect, "train": run_train, "eval": run_eval, "demo": run_demo, "data": run_data}
+COMMANDS = {
+    "collect": run_collect,
+    "train": run_train,
+    "cache-features": run_cache_features,
+    "eval": run_eval,
+    "demo": run_demo,
+    "data": run_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

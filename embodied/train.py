@@ -69,6 +69,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     successful_only: bool = False  # train only on episodes flagged successful
+    # frozen encoders: read features from `embodied cache-features` (auto: when a matching cache exists;
+    # require: fail without one; off: always encode images)
+    feature_cache: str = "auto"
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     log_every: int = 50
@@ -94,17 +97,25 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
     from tqdm.auto import tqdm
 
     from embodied.datasets.window_dataset import WindowDataset
-    from embodied.policies import make_policy
+    from embodied.policies.base import feature_key
 
     run_dir = Path(run_dir)
     store = open_dataset(job.dataset)
     check_env_matches_dataset(job.env, store)
     device = resolve_device(job.device)
-    seed_everything(job.seed)
-    policy = make_policy(job.policy, store.features, store.stats).to(device)
+    policy = build_policy(job, store, device)
     if job.progress:
         print(describe_parameters(policy), flush=True)
-    dataset = WindowDataset(store, policy.key_offsets(), successful_only=job.successful_only)
+    features = resolve_feature_cache(job, policy, store)
+    if features:
+        policy.use_cached_features(features)
+        print(f"training on cached features of {', '.join(features)} (no image augmentation)", flush=True)
+    dataset = WindowDataset(
+        store,
+        policy.key_offsets(),
+        successful_only=job.successful_only,
+        extra_arrays={feature_key(k): v for k, v in (features or {}).items()},
+    )
     optimizer = torch.optim.AdamW(
         [p for p in policy.parameters() if p.requires_grad],
         lr=job.optim.lr,
@@ -198,6 +209,36 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
         bar.close()
         log.close()
     return (checkpoints / "last").resolve()
+
+
+def build_policy(job: TrainConfig, store, device: torch.device | str = "cpu"):
+    """The policy a run starts from: seeded, so `embodied cache-features` builds the very same encoders."""
+    from embodied.policies import make_policy
+
+    seed_everything(job.seed)
+    return make_policy(job.policy, store.features, store.stats).to(device)
+
+
+def resolve_feature_cache(job: TrainConfig, policy, store) -> dict | None:
+    """{image key: cached features} when every image encoder is frozen and a matching cache exists."""
+    from embodied.encoders.cache import FeatureCacheError, load_features
+
+    if job.feature_cache not in ("auto", "require", "off"):
+        raise ValueError(f"feature_cache must be auto, require or off, got {job.feature_cache!r}")
+    encoders = policy.image_encoders()
+    if job.feature_cache == "off" or not encoders:
+        return None
+    if not all(encoder.frozen for encoder in encoders.values()):
+        if job.feature_cache == "require":
+            raise ValueError("feature_cache=require needs frozen encoders: pass policy.encoder.train=frozen")
+        return None
+    try:
+        return load_features(store, encoders)
+    except FeatureCacheError as error:
+        if job.feature_cache == "require":
+            raise
+        print(f"feature cache not used: {error}. Encoding images at every step instead.", flush=True)
+        return None
 
 
 def describe_parameters(policy) -> str:

@@ -26,6 +26,8 @@ class WindowDataset(Dataset):
         episodes: restrict to these episode indices (e.g. a train split).
         successful_only: skip episodes whose success flag is False.
         preload: read the windowed keys into memory up front when they fit the store's chunk cache.
+        extra_arrays: per-step arrays aligned with the store's rows (e.g. cached encoder features) read like
+            store keys: ``{key: (n_steps, ...) array}``.
     """
 
     def __init__(
@@ -35,9 +37,14 @@ class WindowDataset(Dataset):
         episodes: Sequence[int] | None = None,
         successful_only: bool = False,
         preload: bool = True,
+        extra_arrays: Mapping[str, np.ndarray] | None = None,
     ):
         self.store = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
-        missing = set(key_offsets) - set(self.store.features)
+        self.extra = dict(extra_arrays or {})
+        for key, array in self.extra.items():
+            if len(array) != self.store.n_steps:
+                raise ValueError(f"extra array {key!r} has {len(array)} rows, the store {self.store.n_steps}")
+        missing = set(key_offsets) - set(self.store.features) - set(self.extra)
         if missing:
             raise KeyError(f"{self.store.path} has no {sorted(missing)}; features: {sorted(self.store.features)}")
         if episodes is None:
@@ -48,7 +55,7 @@ class WindowDataset(Dataset):
         self.sampler = WindowSampler(self.store.episode_ends, key_offsets, episodes)
         self._instructions = self.store.instructions
         if preload:
-            self.store.preload([*key_offsets, "language_instruction"])
+            self.store.preload([*[k for k in key_offsets if k not in self.extra], "language_instruction"])
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -58,12 +65,15 @@ class WindowDataset(Dataset):
             return self.get_batch(index)
         item: dict = {}
         for key, (rows, is_pad) in self.sampler.rows(index).items():
-            item[key] = torch.from_numpy(self.store.take(key, rows))
+            item[key] = torch.from_numpy(self._take(key, rows))
             item[f"{key}_is_pad"] = torch.from_numpy(is_pad)
         anchor = self.sampler.anchors[index : index + 1]
         item["language_instruction"] = self._instructions[int(self.store.take("language_instruction", anchor)[0])]
         item["episode_index"] = int(self.sampler.anchor_episode[index])
         return item
+
+    def _take(self, key: str, rows: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.extra[key][rows]) if key in self.extra else self.store.take(key, rows)
 
     def get_batch(self, indices: Sequence[int]) -> dict:
         """Windows ``indices`` as one batch, read with one call per key: the fields of ``__getitem__`` stacked
@@ -72,7 +82,7 @@ class WindowDataset(Dataset):
         indices = np.asarray(indices, dtype=np.int64)
         batch: dict = {}
         for key, (rows, is_pad) in self.sampler.rows_batch(indices).items():
-            values = self.store.take(key, rows.reshape(-1))
+            values = self._take(key, rows.reshape(-1))
             batch[key] = torch.from_numpy(values.reshape(*rows.shape, *values.shape[1:]))
             batch[f"{key}_is_pad"] = torch.from_numpy(is_pad)
         codes = self.store.take("language_instruction", self.sampler.anchors[indices])

@@ -86,6 +86,7 @@ class Policy(nn.Module):
         modes = {k: config.normalization.get(self.features[k].kind, "identity") for k in self.lowdim_keys}
         modes["action"] = config.normalization.get("action", "identity")
         self.normalizer = Normalizer(modes, self.dataset_stats)
+        self.cached_image_keys: set[str] = set()
 
     # ------------------------------------------------------------------ to implement
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -99,15 +100,28 @@ class Policy(nn.Module):
     def reset(self) -> None:
         """Clears any state kept between calls (none here); called before each evaluation run."""
 
+    def image_encoders(self) -> dict[str, Any]:
+        """{image key: the encoder that reads it}; policies with encoders override this (feature caching)."""
+        return {}
+
     # ------------------------------------------------------------------ shared behaviour
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
     def key_offsets(self) -> dict[str, list[int]]:
-        """Which steps of each key a training window holds, relative to its anchor step."""
+        """Which steps of each key a training window holds, relative to its anchor step (cached cameras are read
+        as their ``features/<camera>`` vectors instead of images)."""
         obs_offsets, action_offsets = horizon_offsets(self.config.n_obs_steps, self.config.horizon)
-        return {**{key: obs_offsets for key in self.obs_keys}, "action": action_offsets}
+        keys = [feature_key(k) if k in self.cached_image_keys else k for k in self.obs_keys]
+        return {**{key: obs_offsets for key in keys}, "action": action_offsets}
+
+    def use_cached_features(self, image_keys) -> None:
+        """Train on precomputed pooled features (``features/<camera>``, (B, T, D)) for these cameras."""
+        unknown = set(image_keys) - set(self.image_keys)
+        if unknown:
+            raise KeyError(f"{sorted(unknown)} are not image inputs of this policy ({self.image_keys})")
+        self.cached_image_keys = set(image_keys)
 
     @torch.no_grad()
     def predict_action(self, obs: Mapping[str, Any]) -> torch.Tensor:
@@ -130,6 +144,9 @@ class Policy(nn.Module):
         """Tensors on the policy's device with a time dimension; low-dimensional keys normalised."""
         out: dict[str, torch.Tensor] = {}
         for key in self.obs_keys:
+            if key in self.image_keys and feature_key(key) in obs:  # cached encoder features: (B, T, D)
+                out[feature_key(key)] = torch.as_tensor(obs[feature_key(key)]).to(self.device).float()
+                continue
             if key not in obs:
                 raise KeyError(f"observation has no {key!r}; the policy needs {self.obs_keys}")
             value = torch.as_tensor(np.asarray(obs[key]) if not torch.is_tensor(obs[key]) else obs[key])
@@ -204,6 +221,11 @@ class Policy(nn.Module):
         policy = POLICIES.get(config.name)(config, features, stats, encoder_configs=encoders)
         load_model(policy, str(directory / "model.safetensors"), device=str(device))
         return policy.to(device)
+
+
+def feature_key(image_key: str) -> str:
+    """``images/agentview`` -> ``features/agentview``: where cached encoder features of a camera live in a batch."""
+    return "features/" + image_key.split("/", 1)[-1]
 
 
 def resolve_obs_keys(requested: list[str] | None, features: Mapping[str, Feature]) -> list[str]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from embodied.encoders import make_encoder
 from embodied.features import Feature
-from embodied.policies.base import Policy, PolicyConfig
+from embodied.policies.base import Policy, PolicyConfig, feature_key
 
 
 @dataclass
@@ -58,10 +58,16 @@ class BCPolicy(Policy):
     def camera_encoder(self, key: str):
         return self.encoders["shared" if self.config.share_encoder else camera_name(key)]
 
+    def image_encoders(self) -> dict:
+        return {key: self.camera_encoder(key) for key in self.image_keys}
+
     def observation_features(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_obs_steps, ...) prepared observations -> (B, n_obs_steps * width)."""
         parts = []
         for key in self.image_keys:
+            if feature_key(key) in obs:  # pooled features computed once by the feature cache
+                parts.append(obs[feature_key(key)])
+                continue
             images = obs[key]
             batch, steps = images.shape[:2]
             pooled = self.camera_encoder(key)(images.flatten(0, 1)).pooled

@@ -1,0 +1,87 @@
+"""Frames, time-separated pairs and ordered/shuffled triplets drawn from one camera of one or more stores: the
+samples self-supervised objectives learn from (episodes give time, which is all these objectives need)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# Temporal order verification: a triplet (a, b, c) with a < b < c in time is "in order" (label 1); moving the middle
+# frame to either end gives a shuffled triplet (label 0), as in Shuffle & Learn and TOV-VICReg.
+ORDERED = (0, 1, 2)
+SHUFFLED = ((1, 0, 2), (0, 2, 1))
+
+
+def tov_orders(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) index permutations of time-sorted triplets and their labels (1: in order), half of each."""
+    labels = (np.arange(n) % 2 == 0).astype(np.int64)
+    rng.shuffle(labels)
+    shuffled = np.asarray(SHUFFLED)[rng.integers(0, len(SHUFFLED), n)]
+    orders = np.where(labels[:, None] == 1, np.asarray(ORDERED)[None], shuffled)
+    return orders, labels
+
+
+class FrameSampler:
+    """Random frames of ``key`` across episodes of several stores (all with that camera at one size)."""
+
+    def __init__(self, stores: Sequence, key: str, min_length: int = 3):
+        self.stores = list(stores)
+        shapes = set()
+        episodes = []  # (store index, first row, end row)
+        for s, store in enumerate(self.stores):
+            if key not in store.features:
+                images = [k for k, f in store.features.items() if f.kind == "image"]
+                raise KeyError(f"{store.path} has no {key!r}; its cameras: {images}")
+            shapes.add(tuple(store.features[key].shape))
+            ends = store.episode_ends
+            starts = np.concatenate([[0], ends[:-1]])
+            episodes += [(s, int(a), int(b)) for a, b in zip(starts, ends) if b - a >= min_length]
+            store.preload([key])
+        if len(shapes) != 1:
+            raise ValueError(f"stores disagree on the shape of {key!r}: {sorted(shapes)}")
+        if not episodes:
+            raise ValueError(f"no episode with at least {min_length} steps")
+        self.key = key
+        self.episodes = np.asarray(episodes, dtype=np.int64)
+
+    def _read(self, store_index: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.stores[0].features[self.key].shape), dtype=np.uint8)
+        for s in np.unique(store_index):
+            mask = store_index == s
+            out[mask] = self.stores[int(s)].take(self.key, rows[mask])
+        return out
+
+    def _pick(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        chosen = self.episodes[rng.integers(0, len(self.episodes), n)]
+        return chosen[:, 0], chosen[:, 1], chosen[:, 2]
+
+    def frames(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        store, start, end = self._pick(rng, n)
+        return self._read(store, start + (rng.random(n) * (end - start)).astype(np.int64))
+
+    def pairs(self, rng: np.random.Generator, n: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Anchors and positives at most ``window`` steps apart (never the same step), same episode."""
+        store, start, end = self._pick(rng, n)
+        anchor = start + (rng.random(n) * (end - start)).astype(np.int64)
+        offset = rng.integers(1, window + 1, n) * rng.choice([-1, 1], n)
+        positive = anchor + offset
+        positive = np.where((positive < start) | (positive >= end), anchor - offset, positive)
+        positive = np.clip(positive, start, end - 1)
+        return self._read(store, anchor), self._read(store, positive)
+
+    def triplets(self, rng: np.random.Generator, n: int, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 3, H, W, 3) triplets of one episode each, ordered or shuffled, and their labels (1: in order)."""
+        store, start, end = self._pick(rng, n)
+        length = end - start
+        span = np.minimum(length - 1, 2 * max_gap)
+        first = start + (rng.random(n) * (length - span)).astype(np.int64)
+        middle = first + 1 + (rng.random(n) * np.maximum(span - 1, 1)).astype(np.int64)
+        middle = np.minimum(middle, first + span - 1)
+        last = middle + 1 + (rng.random(n) * np.maximum(first + span - middle, 1)).astype(np.int64)
+        last = np.minimum(last, first + span)
+        times = np.stack([first, middle, last], 1)
+        orders, labels = tov_orders(rng, n)
+        times = np.take_along_axis(times, orders, 1)
+        frames = self._read(np.repeat(store, 3), times.reshape(-1))
+        return frames.reshape(n, 3, *frames.shape[1:]), labels
