@@ -19,6 +19,7 @@ JOBS = {
     "collect": "run a scripted expert and write an episode store",
     "train": "fit a policy to an episode store (policy=bc env=franka dataset=PATH)",
     "cache-features": "encode a store's frames once with a frozen encoder (same overrides as train)",
+    "pretrain": "self-supervised encoder pretraining (encoder=vit objective=mae|tov_vicreg|time_contrastive)",
     "eval": "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)",
 }
 TOOLS = {
@@ -59,6 +60,8 @@ def validated(schema, cfg):
     from embodied.envs import env_config
 
     def policy_config(section):
+        if "name" not in section:  # e.g. pretrain: only policy.encoder, the encoder group's home
+            return OmegaConf.to_container(section, resolve=True)
         from embodied.policies import POLICIES  # imports torch: only for jobs that have a policy
 
         return POLICIES.config_from(section)
@@ -143,6 +146,16 @@ def run_cache_features(overrides: list[str]) -> None:
     print("`embodied train` with the same overrides now reads them (feature_cache=auto)")
 
 
+def run_pretrain(overrides: list[str]) -> None:
+    from embodied.pretrain import PretrainConfig, pretrain
+
+    job, run_dir = start_job("pretrain", PretrainConfig, overrides)
+    out = pretrain(job, run_dir)
+    name = job.policy["encoder"]["name"]
+    print(f"encoder: {out}")
+    print(f"use it with: encoder={name} policy.encoder.pretrained={out}")
+
+
 def _check_eval(job) -> None:
     if not job.checkpoint:
         raise UsageError("embodied eval needs checkpoint=DIR, e.g. checkpoint=outputs/train/<time>/checkpoints/last")
@@ -180,6 +193,7 @@ COMMANDS = {
     "collect": run_collect,
     "train": run_train,
     "cache-features": run_cache_features,
+    "pretrain": run_pretrain,
     "eval": run_eval,
     "demo": run_demo,
     "data": run_data,

@@ -22,6 +22,19 @@ def tov_orders(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     return orders, labels
 
 
+def triplet_times(rng: np.random.Generator, start: np.ndarray, end: np.ndarray, max_gap: int) -> np.ndarray:
+    """(n, 3) strictly increasing steps inside [start, end), each gap at most ``max_gap``."""
+    n = len(start)
+    first_gap = 1 + (rng.random(n) * max_gap).astype(np.int64)
+    second_gap = 1 + (rng.random(n) * max_gap).astype(np.int64)
+    room = end - start - 1  # >= 2 for episodes of at least 3 steps
+    scale = np.minimum(1.0, room / (first_gap + second_gap))
+    first_gap = np.maximum(1, np.floor(first_gap * scale)).astype(np.int64)
+    second_gap = np.maximum(1, np.minimum(second_gap, room - first_gap)).astype(np.int64)
+    first = start + (rng.random(n) * (end - start - first_gap - second_gap)).astype(np.int64)
+    return np.stack([first, first + first_gap, first + first_gap + second_gap], 1)
+
+
 class FrameSampler:
     """Random frames of ``key`` across episodes of several stores (all with that camera at one size)."""
 
@@ -73,14 +86,7 @@ class FrameSampler:
     def triplets(self, rng: np.random.Generator, n: int, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
         """(n, 3, H, W, 3) triplets of one episode each, ordered or shuffled, and their labels (1: in order)."""
         store, start, end = self._pick(rng, n)
-        length = end - start
-        span = np.minimum(length - 1, 2 * max_gap)
-        first = start + (rng.random(n) * (length - span)).astype(np.int64)
-        middle = first + 1 + (rng.random(n) * np.maximum(span - 1, 1)).astype(np.int64)
-        middle = np.minimum(middle, first + span - 1)
-        last = middle + 1 + (rng.random(n) * np.maximum(first + span - middle, 1)).astype(np.int64)
-        last = np.minimum(last, first + span)
-        times = np.stack([first, middle, last], 1)
+        times = triplet_times(rng, start, end, max_gap)
         orders, labels = tov_orders(rng, n)
         times = np.take_along_axis(times, orders, 1)
         frames = self._read(np.repeat(store, 3), times.reshape(-1))

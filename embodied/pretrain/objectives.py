@@ -107,7 +107,7 @@ class TOVVICRegObjective(nn.Module):
         z1 = self.expander(self.encoder(jitter(middle.cpu()).to(device)).pooled)
         z2 = self.expander(self.encoder(jitter(middle.cpu()).to(device)).pooled)
         inv, var, cov = vicreg_terms(z1, z2)
-        features = self.encoder(triplets.flatten(0, 1)).pooled.view(n, -1)
+        features = self.encoder(triplets.flatten(0, 1)).pooled.reshape(n, -1)
         logits = self.tov_head(features).squeeze(-1)
         tov = F.binary_cross_entropy_with_logits(logits, labels)
         w_inv, w_var, w_cov = self.weights
