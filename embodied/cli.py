@@ -23,10 +23,11 @@ JOBS = {
     "eval": "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)",
 }
 TOOLS = {
+    "bench encoders key=value ...": "frozen encoders compared: linear probes to sim state and BC success",
     "data info PATH [--verify]": "describe an episode store (schema, episodes, success, statistics)",
 }
 USAGE = "usage: embodied <command> [key=value ...]\n\ncommands:\n" + "\n".join(
-    f"  {name:<28}{text}" for name, text in {**JOBS, **TOOLS}.items()
+    f"  {name:<32}{text}" for name, text in {**JOBS, **TOOLS}.items()
 )
 
 
@@ -181,6 +182,22 @@ def run_demo(overrides: list[str]) -> None:
     print(f"report: {report}")
 
 
+def run_bench(args: list[str]) -> None:
+    from embodied.bench import BenchEncodersConfig, bench_encoders
+
+    if not args or args[0] != "encoders":
+        raise UsageError("usage: embodied bench encoders dataset=PATH 'encoders=[{name: cnn}, {name: resnet18}]'")
+
+    def check(job) -> None:
+        if not job.dataset or not Path(job.dataset).exists():
+            raise UsageError(f"embodied bench encoders needs dataset=PATH of an existing store, got {job.dataset!r}")
+
+    job, run_dir = start_job("bench_encoders", BenchEncodersConfig, args[1:], check)
+    bench_encoders(job, run_dir)
+    print((run_dir / "table.md").read_text())
+    print(f"results: {run_dir / 'results.json'}, chart: {run_dir / 'encoders.png'}")
+
+
 def run_data(args: list[str]) -> None:
     from embodied.datasets.info import describe_store
 
@@ -194,6 +211,7 @@ COMMANDS = {
     "train": run_train,
     "cache-features": run_cache_features,
     "pretrain": run_pretrain,
+    "bench": run_bench,
     "eval": run_eval,
     "demo": run_demo,
     "data": run_data,

@@ -37,8 +37,7 @@ class DemoConfig:
 def demo(job: DemoConfig, run_dir: Path) -> Path:
     """Runs the four stages (reusing finished ones when ``run_dir`` is given again); returns the report path."""
     from embodied.collect import CollectConfig, collect
-    from embodied.evaluate import eval_env_config, evaluate
-    from embodied.policies.base import Policy
+    from embodied.evaluate import evaluate_checkpoint
     from embodied.train import TrainConfig, train
 
     run_dir = Path(run_dir)
@@ -82,15 +81,8 @@ def demo(job: DemoConfig, run_dir: Path) -> Path:
 
     start = time.perf_counter()
     print(f"[3/4] evaluating on {job.eval_episodes} unseen scenes", flush=True)
-    policy = Policy.from_pretrained(checkpoint)
-    result = evaluate(
-        policy,
-        eval_env_config(job.env, policy),
-        job.eval_episodes,
-        job.eval_num_envs,
-        job.seed,
-        run_dir / "eval",
-        job.videos,
+    result = evaluate_checkpoint(
+        checkpoint, job.env, job.eval_episodes, run_dir / "eval", job.eval_num_envs, job.seed, job.videos, job.device
     )
     timings["eval"] = time.perf_counter() - start
 

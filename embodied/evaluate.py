@@ -240,24 +240,51 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> str:
     return str(path)
 
 
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    env_config: Any,
+    episodes: int,
+    out_dir: Path,
+    num_envs: int = 2,
+    seed: int = 0,
+    videos: int = 2,
+    device: str = "auto",
+    progress: bool = True,
+    max_episode_steps: int | None = None,
+) -> dict:
+    """Loads a checkpoint and evaluates it in ``env_config`` (rendering only the cameras it reads)."""
+    from embodied.policies.base import Policy
+    from embodied.training_utils import resolve_device
+
+    policy = Policy.from_pretrained(checkpoint, device=resolve_device(device))
+    env = eval_env_config(env_config, policy, max_episode_steps)
+    return evaluate(policy, env, episodes, num_envs, seed, out_dir, videos, progress)
+
+
 def run_eval(job: EvalConfig, run_dir: Path) -> dict:
     """Loads ``job.checkpoint`` and evaluates it in the env it was trained for."""
     from omegaconf import OmegaConf
-
-    from embodied.policies.base import Policy
-    from embodied.training_utils import resolve_device
 
     if not job.checkpoint:
         raise ValueError("embodied eval needs checkpoint=DIR (e.g. outputs/train/<time>/checkpoints/last)")
     checkpoint = Path(job.checkpoint)
     if not checkpoint.is_dir():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    policy = Policy.from_pretrained(checkpoint, device=resolve_device(job.device))
     saved = OmegaConf.to_container(OmegaConf.load(checkpoint / "config.yaml"))
     if not saved.get("env"):
         raise ValueError(f"{checkpoint}/config.yaml records no env; it was not written by `embodied train`")
-    env = eval_env_config(saved["env"], policy, job.max_episode_steps)
-    result = evaluate(policy, env, job.episodes, job.num_envs, job.seed, run_dir, job.videos, job.progress)
+    result = evaluate_checkpoint(
+        checkpoint,
+        saved["env"],
+        job.episodes,
+        run_dir,
+        job.num_envs,
+        job.seed,
+        job.videos,
+        job.device,
+        job.progress,
+        job.max_episode_steps,
+    )
     result["checkpoint"] = str(checkpoint.resolve())
     (run_dir / "results.json").write_text(json.dumps(result, indent=1))
     return result

@@ -69,6 +69,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     successful_only: bool = False  # train only on episodes flagged successful
+    episodes: list[int] | None = None  # train only on these episode indices (null: all)
     # frozen encoders: read features from `embodied cache-features` (auto: when a matching cache exists;
     # require: fail without one; off: always encode images)
     feature_cache: str = "auto"
@@ -113,6 +114,7 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
     dataset = WindowDataset(
         store,
         policy.key_offsets(),
+        episodes=job.episodes,
         successful_only=job.successful_only,
         extra_arrays={feature_key(k): v for k, v in (features or {}).items()},
     )

@@ -9,6 +9,7 @@ normalisation it was trained with) and ``embodied_pretrain.json`` (objective, da
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def pretrain(job: PretrainConfig, run_dir: Path) -> Path:
     bar = tqdm(range(job.steps), desc=f"pretrain {job.objective}", disable=not job.progress, dynamic_ncols=True)
     metrics: dict = {}
     objective.train()
+    started = time.perf_counter()
     try:
         for step in bar:
             loss, metrics = objective(objective.sample(frames, rng, job.batch_size))
@@ -100,6 +102,7 @@ def pretrain(job: PretrainConfig, run_dir: Path) -> Path:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
     finally:
         log.close()
+    seconds = time.perf_counter() - started
 
     out = Path(job.out) if job.out else run_dir / "encoder"
     save_encoder(
@@ -113,6 +116,8 @@ def pretrain(job: PretrainConfig, run_dir: Path) -> Path:
             "steps": job.steps,
             "encoder": encoder_cfg,
             "final_metrics": metrics,
+            "seconds": round(seconds, 1),
+            "samples_per_s": round(job.steps * job.batch_size / max(seconds, 1e-9), 1),
         },
     )
     return out
