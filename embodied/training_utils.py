@@ -27,20 +27,19 @@ class StepBatchSampler(Sampler[list[int]]):
             raise ValueError(f"the dataset has {num_items} windows, fewer than batch_size={batch_size}")
         self.num_items, self.batch_size, self.seed, self.start_step = num_items, batch_size, seed, start_step
         self.batches_per_epoch = num_items // batch_size
+        self._epoch, self._order = None, None
 
     def indices(self, step: int) -> list[int]:
         epoch, position = divmod(step, self.batches_per_epoch)
-        order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + epoch))
-        return order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
+        if epoch != self._epoch:  # one permutation per epoch, drawn when the epoch starts
+            self._epoch = epoch
+            self._order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + epoch))
+        return self._order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
-        step, epoch, order = self.start_step, None, None
+        step = self.start_step
         while True:
-            current, position = divmod(step, self.batches_per_epoch)
-            if current != epoch:
-                epoch = current
-                order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + epoch))
-            yield order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
+            yield self.indices(step)
             step += 1
 
     def __len__(self) -> int:  # endless; DataLoader only needs a number

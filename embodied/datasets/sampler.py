@@ -67,9 +67,4 @@ class WindowSampler:
 
     def rows(self, index: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """For window ``index``: ``{key: (store rows (T,), is_pad (T,) bool)}``."""
-        anchor, start, end = self.anchors[index], self._start[index], self._end[index]
-        out = {}
-        for key, offsets in self.key_offsets.items():
-            wanted = anchor + offsets
-            out[key] = (np.clip(wanted, start, end - 1), (wanted < start) | (wanted >= end))
-        return out
+        return {key: (rows[0], pad[0]) for key, (rows, pad) in self.rows_batch(np.array([index])).items()}

@@ -63,13 +63,9 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: int | Sequence[int]) -> dict:
         if not isinstance(index, (int, np.integer)):
             return self.get_batch(index)
-        item: dict = {}
-        for key, (rows, is_pad) in self.sampler.rows(index).items():
-            item[key] = torch.from_numpy(self._take(key, rows))
-            item[f"{key}_is_pad"] = torch.from_numpy(is_pad)
-        anchor = self.sampler.anchors[index : index + 1]
-        item["language_instruction"] = self._instructions[int(self.store.take("language_instruction", anchor)[0])]
-        item["episode_index"] = int(self.sampler.anchor_episode[index])
+        batch = self.get_batch([index])
+        item = {key: value[0] for key, value in batch.items()}
+        item["episode_index"] = int(item["episode_index"])
         return item
 
     def _take(self, key: str, rows: np.ndarray) -> np.ndarray:

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from embodied.encoders.base import Encoder, EncoderConfig, EncoderOutput
+from embodied.encoders.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Encoder,
+    EncoderConfig,
+    EncoderOutput,
+    checkpoint_normalisation,
+    load_pretrained,
+)
 from embodied.encoders.cnn import spatial_softmax
 
 ARCHITECTURES = {
@@ -38,7 +46,7 @@ class ResNetEncoder(Encoder):
     """Tokens: the last stage's feature map, flattened (B, h*w, C); pooled: ``pool`` over it (B, C)."""
 
     def __init__(self, config: ResNetEncoderConfig, backbone_config: dict | None = None):
-        super().__init__(config)
+        super().__init__(config, *checkpoint_normalisation(config.pretrained, IMAGENET_MEAN, IMAGENET_STD))
         from transformers import ResNetConfig, ResNetModel
 
         if config.norm not in ("batch", "group"):
@@ -81,15 +89,3 @@ def replace_batchnorm(module: nn.Module, channels_per_group: int = 16) -> None:
             setattr(module, name, nn.GroupNorm(groups, child.num_features))
         else:
             replace_batchnorm(child, channels_per_group)
-
-
-def load_pretrained(model_class, name_or_path: str, **kwargs):
-    """``model_class.from_pretrained`` with an error that says what to do offline."""
-    try:
-        return model_class.from_pretrained(name_or_path, **kwargs)
-    except OSError as error:
-        raise OSError(
-            f"could not load pretrained weights {name_or_path!r}: pass a local directory holding config.json and "
-            f"model.safetensors, or a hub id this machine can download (offline: set HF_HUB_OFFLINE=1 and use the "
-            f"cache). Original error: {error}"
-        ) from None

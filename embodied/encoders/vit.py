@@ -3,8 +3,8 @@ encoder), each from ``pretrained=<hub id or local directory>`` or built from its
 e.g. tiny sizes for tests) with random weights when none is given.
 
 Each uses the normalisation its checkpoint expects: ``preprocessor_config.json``'s ``image_mean``/``image_std``
-when the directory has one, else the family's published values. Images are resized to the backbone's
-``image_size`` unless ``encoder.image_size`` says otherwise (position embeddings are then interpolated).
+when the checkpoint (directory or hub id) has one, else the family's published values. Images are resized to
+the backbone's ``image_size`` unless ``encoder.image_size`` says otherwise (position embeddings are then interpolated).
 
 Tokens are the patch tokens (B, N, D) (no CLS), on the backbone's patch grid in row-major order; pooled is
 ``pool``: ``cls`` (the CLS token; SigLIP has none: its attention-pooling head stands in), ``mean`` (of the patch
@@ -13,15 +13,21 @@ tokens) or ``spatial_softmax`` (keypoints over the patch grid, Diffusion Policy'
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from embodied.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Encoder, EncoderConfig, EncoderOutput
+from embodied.encoders.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Encoder,
+    EncoderConfig,
+    EncoderOutput,
+    checkpoint_normalisation,
+    load_pretrained,
+)
 from embodied.encoders.cnn import spatial_softmax
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -65,7 +71,7 @@ class ViTEncoder(Encoder):
             raise ValueError(f"no transformer family {config.name!r}; known: {sorted(FAMILIES)}")
         if config.pool not in POOLS:
             raise ValueError(f"encoder.pool must be one of {POOLS}, got {config.pool!r}")
-        mean, std = checkpoint_normalisation(config.pretrained, family)
+        mean, std = checkpoint_normalisation(config.pretrained, family.mean, family.std)
         super().__init__(config, mean=mean, std=std)
         self.family = family
         self.backbone = build_backbone(family, config.pretrained, config.model, backbone_config)
@@ -122,8 +128,6 @@ def build_backbone(family: Family, pretrained: str | None, overrides: dict, save
     the family's config with ``overrides``."""
     import transformers
 
-    from embodied.encoders.resnet import load_pretrained
-
     model_class = getattr(transformers, family.model)
     config_class = getattr(transformers, family.config)
     if saved is not None:
@@ -135,12 +139,3 @@ def build_backbone(family: Family, pretrained: str | None, overrides: dict, save
 
 def _model_kwargs(family: Family) -> dict:
     return {"add_pooling_layer": False} if family.model == "ViTModel" else {}
-
-
-def checkpoint_normalisation(pretrained: str | None, family: Family) -> tuple[tuple, tuple]:
-    """``image_mean``/``image_std`` from a local checkpoint's preprocessor_config.json, else the family's."""
-    if pretrained and (Path(pretrained) / "preprocessor_config.json").is_file():
-        processor = json.loads((Path(pretrained) / "preprocessor_config.json").read_text())
-        if "image_mean" in processor and "image_std" in processor:
-            return tuple(processor["image_mean"]), tuple(processor["image_std"])
-    return family.mean, family.std

@@ -34,8 +34,8 @@ def jitter(images: torch.Tensor, generator: torch.Generator | None = None, stren
     random shift)."""
     x = images.float()
     n = x.shape[0]
-    brightness = 1 + strength * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
-    contrast = 1 + strength * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+    brightness = 1 + strength * (2 * torch.rand(n, 1, 1, 1, generator=generator, device=x.device) - 1)
+    contrast = 1 + strength * (2 * torch.rand(n, 1, 1, 1, generator=generator, device=x.device) - 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * contrast + mean * brightness).clamp(0, 255).to(torch.uint8)
 
@@ -104,8 +104,8 @@ class TOVVICRegObjective(nn.Module):
         triplets, labels = batch["triplets"].to(device), batch["labels"].to(device).float()
         n = triplets.shape[0]
         middle = triplets[:, 1]
-        z1 = self.expander(self.encoder(jitter(middle.cpu()).to(device)).pooled)
-        z2 = self.expander(self.encoder(jitter(middle.cpu()).to(device)).pooled)
+        z1 = self.expander(self.encoder(jitter(middle)).pooled)
+        z2 = self.expander(self.encoder(jitter(middle)).pooled)
         inv, var, cov = vicreg_terms(z1, z2)
         features = self.encoder(triplets.flatten(0, 1)).pooled.reshape(n, -1)
         logits = self.tov_head(features).squeeze(-1)
