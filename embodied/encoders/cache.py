@@ -89,7 +89,9 @@ def compute_features(store, encoders: dict, batch_size: int = 64, progress: bool
         }
         cameras = set(_read_manifest(directory).get("cameras", [])) if (directory / "manifest.json").exists() else set()
         manifest["cameras"] = sorted(cameras | {camera})
-        (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        tmp_manifest = directory / ".manifest.json.tmp"
+        tmp_manifest.write_text(json.dumps(manifest, indent=1))
+        tmp_manifest.replace(directory / "manifest.json")
     return out_dirs[0]
 
 
@@ -101,7 +103,7 @@ def load_features(store, encoders: dict) -> dict[str, np.ndarray]:
         directory = cache_path(store.path, encoder)
         path = directory / f"{camera}.npy"
         if not path.exists():
-            raise FeatureCacheError(_why_missing(store, encoder, camera))
+            raise FeatureCacheError(_why_missing(store, encoder, camera, directory.name))
         if not _manifest_matches(directory, store):
             manifest = _read_manifest(directory)
             raise FeatureCacheError(
@@ -116,7 +118,7 @@ def clear_cache(store_path: str | Path) -> None:
     shutil.rmtree(Path(store_path) / CACHE_DIR, ignore_errors=True)
 
 
-def _why_missing(store, encoder, camera: str) -> str:
+def _why_missing(store, encoder, camera: str, ours_fingerprint: str) -> str:
     root = Path(store.path) / CACHE_DIR
     ours = describe_encoder(encoder)
     others = (
@@ -140,7 +142,7 @@ def _why_missing(store, encoder, camera: str) -> str:
     return (
         f"refusing stale feature caches for encoder {ours['config'].get('name')!r}: "
         + "; ".join(diffs)
-        + f" (this encoder's fingerprint: {fingerprint(encoder)}); {hint}"
+        + f" (this encoder's fingerprint: {ours_fingerprint}); {hint}"
     )
 
 
