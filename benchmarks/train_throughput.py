@@ -18,7 +18,9 @@ import torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", required=True, help="an episode store with an 84 px camera, e.g. from bc_lift.py")
+    parser.add_argument(
+        "--store", required=True, help="an episode store with an 84 px camera, e.g. from lift_success.py"
+    )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--variants", nargs="+", default=["state", "cnn", "resnet18"])

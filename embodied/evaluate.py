@@ -85,7 +85,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 def eval_env_config(env_config: Any, policy, max_episode_steps: int | None = None):
     """The training env's config, rendering only the cameras the policy reads (none for state-only policies)."""
     from embodied.envs import env_config as validate
-    from embodied.policies.bc import camera_name
+    from embodied.policies.observations import camera_name
 
     config = validate(env_config)
     names = {f.name for f in fields(config)}

@@ -47,12 +47,16 @@ class OptimConfig:
     warmup_steps: int = 200
     schedule: str = "cosine"  # cosine (to zero at the last step) | constant (after warm-up)
     grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    fused: bool = True  # torch's fused AdamW kernel (same update, one kernel for all parameters)
 
 
 @dataclass
 class EMAConfig:
-    enabled: bool = False
-    decay: float = 0.999  # checkpoints' model.safetensors then hold the averaged weights
+    enabled: bool = False  # checkpoints' model.safetensors (and evaluation) then use the averaged weights
+    decay: float = 0.999  # the decay (with power > 0: the most it grows to)
+    # > 0: warm-up, decay at update k is min(decay, 1 - (1 + k) ** -power) (Diffusion Policy: 0.75), so early
+    # averages forget the random initialisation quickly; 0: constant decay
+    power: float = 0.0
 
 
 @dataclass
@@ -118,12 +122,7 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
         successful_only=job.successful_only,
         extra_arrays={feature_key(k): v for k, v in (features or {}).items()},
     )
-    optimizer = torch.optim.AdamW(
-        [p for p in policy.parameters() if p.requires_grad],
-        lr=job.optim.lr,
-        betas=tuple(job.optim.betas),
-        weight_decay=job.optim.weight_decay,
-    )
+    optimizer = make_optimizer(policy, job.optim)
     scheduler = make_scheduler(optimizer, job.optim, job.steps)
     ema = make_ema(policy, job.ema)
     run_config = run_config_dict(job)
@@ -286,6 +285,16 @@ def check_env_matches_dataset(env_config: Any, store) -> None:
             )
 
 
+def make_optimizer(policy, optim: OptimConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        [p for p in policy.parameters() if p.requires_grad],
+        lr=optim.lr,
+        betas=tuple(optim.betas),
+        weight_decay=optim.weight_decay,
+        fused=optim.fused or None,
+    )
+
+
 def make_scheduler(optimizer, optim: OptimConfig, total_steps: int):
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
@@ -297,11 +306,28 @@ def make_scheduler(optimizer, optim: OptimConfig, total_steps: int):
 
 
 def make_ema(policy, config: EMAConfig):
+    """An ``AveragedModel`` of the policy (parameters and buffers) with a constant or warming-up decay."""
     if not config.enabled:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    return AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(config.decay), use_buffers=True)
+    if not 0.0 <= config.decay < 1.0 or config.power < 0:
+        raise ValueError(f"ema.decay must be in [0, 1) and ema.power >= 0, got {config.decay}, {config.power}")
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], count: torch.Tensor) -> None:
+        # AveragedModel copies the weights at the first update and calls this from the second on (count >= 1)
+        decay = config.decay
+        if config.power > 0:
+            decay = min(decay, 1.0 - (1.0 + float(count)) ** -config.power)
+        floats = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - decay)
+        for a, c in zip(averaged, current):
+            if not a.is_floating_point():
+                a.copy_(c)
+
+    return AveragedModel(policy, multi_avg_fn=update, use_buffers=True)
 
 
 def clip_gradients(policy, max_norm: float) -> float:

@@ -68,7 +68,9 @@ def compute_features(store, encoders: dict, batch_size: int = 64, progress: bool
             continue
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{camera}.npy.tmp"
-        features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(store.n_steps, encoder.dim))
+        features = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(store.n_steps, encoder.pooled_dim)
+        )
         device = next(encoder.parameters()).device
         bar = tqdm(total=store.n_steps, desc=f"encode {camera}", unit="frame", disable=not progress)
         for start in range(0, store.n_steps, batch_size):
@@ -83,7 +85,7 @@ def compute_features(store, encoders: dict, batch_size: int = 64, progress: bool
         manifest = {
             **describe_encoder(encoder),
             "fingerprint": directory.name,
-            "dim": encoder.dim,
+            "dim": encoder.pooled_dim,
             "n_steps": store.n_steps,
             "n_episodes": store.n_episodes,
         }

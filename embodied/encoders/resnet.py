@@ -40,6 +40,8 @@ class ResNetEncoderConfig(EncoderConfig):
     norm: str = "batch"  # batch | group (BatchNorm -> GroupNorm)
     pool: str = "mean"  # mean (global average) | spatial_softmax (keypoints)
     keypoints: int = 32  # pool: spatial_softmax
+    # pool: spatial_softmax -> width of the pooled vector (Diffusion Policy: 64); null: the backbone's width
+    pooled_dim: int | None = None
 
 
 class ResNetEncoder(Encoder):
@@ -64,7 +66,7 @@ class ResNetEncoder(Encoder):
         self.dim = int(self.backbone.config.hidden_sizes[-1])
         if config.pool == "spatial_softmax":
             self.to_keypoints = nn.Conv2d(self.dim, config.keypoints, 1)
-            self.keypoint_proj = nn.Linear(2 * config.keypoints, self.dim)
+            self.keypoint_proj = nn.Linear(2 * config.keypoints, config.pooled_dim or self.dim)
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
         out = self.backbone(pixel_values=pixels)
@@ -73,6 +75,10 @@ class ResNetEncoder(Encoder):
         if self.config.pool == "spatial_softmax":
             return EncoderOutput(tokens, self.keypoint_proj(spatial_softmax(self.to_keypoints(features))))
         return EncoderOutput(tokens, out.pooler_output.flatten(1))
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.keypoint_proj.out_features if self.config.pool == "spatial_softmax" else self.dim
 
     def backbone_config(self) -> dict:
         return self.backbone.config.to_diff_dict()

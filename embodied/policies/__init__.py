@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from embodied.policies.base import Policy, PolicyConfig
 from embodied.policies.bc import BCConfig, BCPolicy
+from embodied.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from embodied.registry import Registry
 
 POLICIES: Registry[type[Policy]] = Registry("policy")
 POLICIES.register("bc", config=BCConfig)(BCPolicy)
+POLICIES.register("diffusion", config=DiffusionConfig)(DiffusionPolicy)
 
 
 def make_policy(cfg, features, stats) -> Policy:
@@ -22,4 +24,13 @@ def make_policy(cfg, features, stats) -> Policy:
     return POLICIES.get(config.name)(config, features, stats)
 
 
-__all__ = ["POLICIES", "BCConfig", "BCPolicy", "Policy", "PolicyConfig", "make_policy"]
+__all__ = [
+    "POLICIES",
+    "BCConfig",
+    "BCPolicy",
+    "DiffusionConfig",
+    "DiffusionPolicy",
+    "Policy",
+    "PolicyConfig",
+    "make_policy",
+]

@@ -87,9 +87,11 @@ class TOVVICRegObjective(nn.Module):
     ):
         super().__init__()
         self.encoder = encoder
-        self.expander = _mlp(encoder.dim, expander_dim, expander_dim)
+        self.expander = _mlp(encoder.pooled_dim, expander_dim, expander_dim)
         self.tov_head = nn.Sequential(
-            nn.Linear(3 * encoder.dim, encoder.dim), nn.ReLU(inplace=True), nn.Linear(encoder.dim, 1)
+            nn.Linear(3 * encoder.pooled_dim, encoder.pooled_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(encoder.pooled_dim, 1),
         )
         self.weights = (invariance, variance, covariance)
         self.tov_weight = tov_weight
@@ -142,7 +144,7 @@ class TimeContrastiveObjective(nn.Module):
     def __init__(self, encoder, projection_dim: int = 128, temperature: float = 0.1, window: int = 3):
         super().__init__()
         self.encoder = encoder
-        self.projection = _mlp(encoder.dim, encoder.dim, projection_dim)
+        self.projection = _mlp(encoder.pooled_dim, encoder.pooled_dim, projection_dim)
         self.temperature = temperature
         self.window = window
 

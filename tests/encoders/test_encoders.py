@@ -62,6 +62,32 @@ def test_random_shift_moves_whole_image_by_integers():
     assert random_shift(pixels, 0).shape == pixels.shape
 
 
+def test_crop_is_random_in_training_and_central_in_evaluation():
+    encoder = make_encoder({"name": "cnn", "random_shift": 0, "crop": 0.9})
+    x = images(batch=16, size=40)
+    encoder.eval()
+    centre = encoder.to_pixels(x)
+    assert centre.shape == (16, 3, 36, 36)
+    full = x.permute(0, 3, 1, 2).float() / 255
+    torch.testing.assert_close(centre, full[:, :, 2:38, 2:38])
+    encoder.train()
+    crops = encoder.to_pixels(x)
+    assert crops.shape == (16, 3, 36, 36) and not torch.equal(crops, centre)
+    for b in range(16):  # each crop is a window of its own image
+        found = any(torch.equal(crops[b], full[b, :, i : i + 36, j : j + 36]) for i in range(5) for j in range(5))
+        assert found
+    with pytest.raises(ValueError, match="crop"):
+        make_encoder({"name": "cnn", "crop": 1.5})
+
+
+def test_resnet_spatial_softmax_pooled_width():
+    encoder = make_encoder(
+        {"name": "resnet18", "norm": "group", "pool": "spatial_softmax", "pooled_dim": 64, "model": TINY_RESNET}
+    )
+    out = encoder(images(batch=2, size=32))
+    assert encoder.pooled_dim == 64 and out.pooled.shape == (2, 64) and out.tokens.shape[-1] == encoder.dim
+
+
 def test_frozen_encoder_has_no_trainable_parameters_and_stays_in_eval():
     encoder = make_encoder({"name": "resnet18", "train": "frozen"}).apply_train_mode()
     encoder.train()
