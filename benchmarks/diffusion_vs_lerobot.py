@@ -50,7 +50,7 @@ def random_batch(torch, batch: int, seed: int = 0) -> dict:
     }
 
 
-def run_ours(down_dims: list[int], batch: int, steps: int) -> dict:
+def run_ours(down_dims: list[int], batch: int, steps: int, chunks: int) -> dict:
     import torch
 
     from embodied.features import Feature
@@ -93,11 +93,11 @@ def run_ours(down_dims: list[int], batch: int, steps: int) -> dict:
             "images/agentview": data["image"][:1].expand(n, -1, -1, -1, -1),
             "proprio": data["proprio"][:1].expand(n, -1, -1),
         }
-        result[f"infer{n}_s"] = timed(lambda obs=obs: policy.predict_action(obs), 2, 10)
+        result[f"infer{n}_s"] = timed(lambda obs=obs: policy.predict_action(obs), 2, chunks)
     return result
 
 
-def run_lerobot(down_dims: list[int], batch: int, steps: int) -> dict:
+def run_lerobot(down_dims: list[int], batch: int, steps: int, chunks: int) -> dict:
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
@@ -148,7 +148,7 @@ def run_lerobot(down_dims: list[int], batch: int, steps: int) -> dict:
             "observation.state": data["proprio"][:1].expand(n, -1, -1),
         }
         with torch.no_grad():
-            result[f"infer{n}_s"] = timed(lambda obs=obs: policy.diffusion.generate_actions(obs), 2, 10)
+            result[f"infer{n}_s"] = timed(lambda obs=obs: policy.diffusion.generate_actions(obs), 2, chunks)
     return result
 
 
@@ -158,13 +158,14 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["small", "paper"], choices=sorted(SIZES))
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed train steps (after 2 warm-up steps)")
+    parser.add_argument("--chunks", type=int, default=10, help="timed inference chunks per batch size")
     parser.add_argument("--side", choices=["ours", "lerobot"], help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.side:  # a child process: one side, one size; JSON on the last line
         runner = run_ours if args.side == "ours" else run_lerobot
-        print(json.dumps(runner(SIZES[args.size], args.batch_size, args.steps)))
+        print(json.dumps(runner(SIZES[args.size], args.batch_size, args.steps, args.chunks)))
         return
 
     lerobot_ok = Path(args.lerobot_python).exists() and (
@@ -183,7 +184,7 @@ def main() -> None:
             if side == "lerobot" and not lerobot_ok:
                 continue
             command = [python, __file__, "--side", side, "--size", size, "--batch-size", str(args.batch_size)]
-            command += ["--steps", str(args.steps)]
+            command += ["--steps", str(args.steps), "--chunks", str(args.chunks)]
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
             out = subprocess.run(command, capture_output=True, text=True, env=env)
             if out.returncode != 0:
@@ -194,7 +195,7 @@ def main() -> None:
 
     print(
         f"\nDiffusion Policy, ours vs LeRobot 0.4.4, CPU ({os.cpu_count()} cores), batch {args.batch_size} for "
-        f"training, DDIM 10 steps for inference; median of {args.steps} train steps / 10 chunks"
+        f"training, DDIM 10 steps for inference; median of {args.steps} train steps / {args.chunks} chunks"
     )
     print(
         "| down_dims | params ours / lerobot | train step ours | lerobot | train speed-up | chunk (1 obs) ours "

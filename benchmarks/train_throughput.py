@@ -15,6 +15,8 @@ import time
 import numpy as np
 import torch
 
+SMALL_DIFFUSION = {"name": "diffusion", "down_dims": [32, 64, 128], "step_embed_dim": 64}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -23,7 +25,12 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--variants", nargs="+", default=["state", "cnn", "resnet18"])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["bc_state", "bc_cnn", "bc_resnet18", "diffusion_small_state", "diffusion_small_cnn"],
+        help="which policies to time (default: all)",
+    )
     args = parser.parse_args()
 
     from torch.utils.data import DataLoader
@@ -35,9 +42,12 @@ def main() -> None:
 
     store = EpisodeStore(args.store)
     variants = {
-        "state": {"name": "bc", "obs_keys": ["proprio", "state"]},
-        "cnn": {"name": "bc", "encoder": {"name": "cnn"}},
-        "resnet18": {"name": "bc", "encoder": {"name": "resnet18"}},
+        "bc_state": {"name": "bc", "obs_keys": ["proprio", "state"]},
+        "bc_cnn": {"name": "bc", "encoder": {"name": "cnn"}},
+        "bc_resnet18": {"name": "bc", "encoder": {"name": "resnet18"}},
+        # policy=diffusion_small: 2 observed steps, horizon 16, U-Net 32-64-128
+        "diffusion_small_state": {**SMALL_DIFFUSION, "obs_keys": ["proprio", "state"]},
+        "diffusion_small_cnn": {**SMALL_DIFFUSION, "encoder": {"name": "cnn"}},
     }
     print(f"torch threads: {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} timed steps")
     rows = []
@@ -87,7 +97,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, rate, totals, total, reference in rows:
         shares = " | ".join(f"{100 * totals[k] / total:.0f}%" for k in totals)
-        print(f"| bc/{name} | {rate:.0f} | {shares} | {totals['data'] / reference:.2f}x |")
+        print(f"| {name} | {rate:.0f} | {shares} | {totals['data'] / reference:.2f}x |")
 
 
 def numpy_gather_time(dataset, batch_size: int, steps: int) -> float:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from embodied.cli import compose, validated
 from embodied.datasets.store import EpisodeStore
 from embodied.datasets.window_dataset import WindowDataset
+from embodied.evaluate import eval_env_config, evaluate
 from embodied.policies import Policy, make_policy
 from embodied.policies.denoisers import ConditionalUnet1D, Conv1d, TransformerDenoiser
 from embodied.train import EMAConfig, TrainConfig, make_ema, train
@@ -109,7 +110,19 @@ def test_loss_decreases_and_checkpoints_hold_the_ema_weights(store, tmp_path):
     assert not torch.equal(saved[name], raw["model"][name])  # the averaged weights differ from the trained ones
     assert all(torch.equal(saved[k], ema_state[k]) for k in saved)  # and they are what the checkpoint holds
     # evaluation loads the checkpoint, hence the averaged weights
-    assert torch.equal(Policy.from_pretrained(final).state_dict()[name], ema_state[name])
+    trained = Policy.from_pretrained(final)
+    assert torch.equal(trained.state_dict()[name], ema_state[name])
+    # and rolls out in two env processes with a two-step observation history and 8-step chunks
+    result = evaluate(
+        trained,
+        eval_env_config(job.env, trained, max_episode_steps=12),
+        episodes=2,
+        num_envs=2,
+        out_dir=tmp_path / "eval",
+        videos=0,
+        progress=False,
+    )
+    assert result["episodes"] == 2 and all(1 <= e["length"] <= 12 for e in result["per_episode"])
 
 
 def test_ema_decay_warms_up_with_power():
