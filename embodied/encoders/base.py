@@ -248,9 +248,8 @@ def random_shift(pixels: torch.Tensor, pad: int) -> torch.Tensor:
 
 def crop(pixels: torch.Tensor, fraction: float, random: bool) -> torch.Tensor:
     """Square crops of ``fraction`` of each side: at a random place per image (``random``, training) or the
-    centre (evaluation), Diffusion Policy's augmentation (robomimic's CropRandomizer)."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"encoder.crop must be in (0, 1], got {fraction}")
+    centre (evaluation), Diffusion Policy's augmentation (robomimic's CropRandomizer); ``fraction`` in (0, 1] is
+    checked where the encoder's config is."""
     batch, _, height, width = pixels.shape
     out_h, out_w = max(1, round(height * fraction)), max(1, round(width * fraction))
     if random:

@@ -168,8 +168,7 @@ class Policy(nn.Module):
         """Mean ``kind`` (l1 | mse) error against the normalised target actions, ignoring padded steps."""
         target = self.normalizer.normalize("action", batch["action"].to(self.device).float())
         error = (pred - target).abs() if kind == "l1" else (pred - target).square()
-        valid = ~batch["action_is_pad"].to(self.device)
-        return (error * valid.unsqueeze(-1)).sum() / (valid.sum() * error.shape[-1]).clamp(min=1)
+        return masked_mean(error, batch["action_is_pad"].to(self.device))
 
     def encoder_configs(self) -> dict[str, dict]:
         """Per camera: ``{"config": encoder config, "backbone": backbone config or None}``."""
@@ -221,6 +220,12 @@ class Policy(nn.Module):
         policy = POLICIES.get(config.name)(config, features, stats, encoder_configs=encoders)
         load_model(policy, str(directory / "model.safetensors"), device=str(device))
         return policy.to(device)
+
+
+def masked_mean(error: torch.Tensor, is_pad: torch.Tensor) -> torch.Tensor:
+    """Mean of a (B, T, D) error over the steps that are not padding (``is_pad``: (B, T) bool)."""
+    valid = ~is_pad
+    return (error * valid.unsqueeze(-1)).sum() / (valid.sum() * error.shape[-1]).clamp(min=1)
 
 
 def feature_key(image_key: str) -> str:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from embodied.features import Feature
-from embodied.policies.base import PolicyConfig
+from embodied.policies.base import PolicyConfig, masked_mean
 from embodied.policies.denoisers import ConditionalUnet1D, TransformerDenoiser
 from embodied.policies.observations import CameraPolicy
 
@@ -127,8 +127,7 @@ class DiffusionPolicy(CameraPolicy):
         target = noise if self.config.prediction_type == "epsilon" else actions
         error = F.mse_loss(pred.float(), target, reduction="none")
         if self.config.mask_padding:
-            valid = ~batch["action_is_pad"].to(self.device)
-            loss = (error * valid.unsqueeze(-1)).sum() / (valid.sum() * error.shape[-1]).clamp(min=1)
+            loss = masked_mean(error, batch["action_is_pad"].to(self.device))
         else:
             loss = error.mean()
         return loss, {"mse": loss.item()}

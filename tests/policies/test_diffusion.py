@@ -219,6 +219,9 @@ def test_state_only_policy_and_cached_features(store):
     batch = batch_of(policy, store)
     loss, metrics = policy.compute_loss(batch)
     assert torch.isfinite(loss) and "mse" in metrics
+    masked = make_policy({**TINY, "obs_keys": ["proprio", "state"], "mask_padding": True}, state_features, store.stats)
+    padded = {**batch, "action_is_pad": torch.ones_like(batch["action_is_pad"])}
+    assert masked.compute_loss(padded)[0].item() == 0.0  # every step padded: nothing counts
     frozen = make_policy({**TINY, "encoder": {**TINY_ENCODER, "train": "frozen"}}, store.features, store.stats)
     frozen.use_cached_features(["images/agentview"])
     assert "features/agentview" in frozen.key_offsets()
