@@ -36,6 +36,8 @@ class EvalConfig:
     seed: int = 0  # episode k uses seed EVAL_SEED_OFFSET + seed + k
     videos: int = 2  # record the first N episodes
     max_episode_steps: int | None = None  # null: the checkpoint's env setting
+    task: str | None = None  # evaluate in another task of the env (multi-task checkpoints); null: the trained one
+    unnorm_key: str | None = None  # policies trained on a mixture (openvla): which store's statistics apply
     device: str = "auto"
     run_dir: str | None = None  # default outputs/eval/<time>
     progress: bool = True
@@ -147,6 +149,8 @@ def evaluate(
                 batch = {
                     key: np.stack([np.stack([h[key] for h in history[i]]) for i in need]) for key in policy.obs_keys
                 }
+                if "instruction" in history[need[0]][-1]:  # language-conditioned policies read it
+                    batch["language_instruction"] = [str(history[i][-1]["instruction"]) for i in need]
                 chunk = policy.predict_action(batch).float().cpu().numpy()
                 for j, i in enumerate(need):
                     queues[i].extend(chunk[j])
@@ -251,12 +255,17 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
     max_episode_steps: int | None = None,
+    unnorm_key: str | None = None,
 ) -> dict:
     """Loads a checkpoint and evaluates it in ``env_config`` (rendering only the cameras it reads)."""
     from embodied.policies.base import Policy
     from embodied.training_utils import resolve_device
 
     policy = Policy.from_pretrained(checkpoint, device=resolve_device(device))
+    if unnorm_key is not None:
+        if not hasattr(policy.config, "unnorm_key"):
+            raise ValueError(f"unnorm_key applies to policies with per-dataset statistics, not {policy.config.name}")
+        policy.config.unnorm_key = unnorm_key
     env = eval_env_config(env_config, policy, max_episode_steps)
     return evaluate(policy, env, episodes, num_envs, seed, out_dir, videos, progress)
 
@@ -273,9 +282,13 @@ def run_eval(job: EvalConfig, run_dir: Path) -> dict:
     saved = OmegaConf.to_container(OmegaConf.load(checkpoint / "config.yaml"))
     if not saved.get("env"):
         raise ValueError(f"{checkpoint}/config.yaml records no env; it was not written by `embodied train`")
+    env = dict(saved["env"])
+    if job.task is not None:
+        env["task"] = job.task
+        env["max_episode_steps"] = None  # the new task's own limit
     result = evaluate_checkpoint(
         checkpoint,
-        saved["env"],
+        env,
         job.episodes,
         run_dir,
         job.num_envs,
@@ -284,6 +297,7 @@ def run_eval(job: EvalConfig, run_dir: Path) -> dict:
         job.device,
         job.progress,
         job.max_episode_steps,
+        job.unnorm_key,
     )
     result["checkpoint"] = str(checkpoint.resolve())
     (run_dir / "results.json").write_text(json.dumps(result, indent=1))

@@ -65,7 +65,9 @@ class TrainConfig:
 
     env: Any = None
     policy: Any = None
-    dataset: str | None = None  # episode store from `embodied collect` (required)
+    # episode store from `embodied collect` (required), or a list of stores: a mixture, windows drawn uniformly
+    # over all of them (each store's statistics are kept too, for policies that normalise per dataset)
+    dataset: Any = None
     steps: int = 3000
     batch_size: int = 64
     num_workers: int = 0  # DataLoader workers; 0 reads in this process (the store is preloaded in memory)
@@ -101,27 +103,34 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from embodied.datasets.window_dataset import WindowDataset
+    from embodied.datasets.window_dataset import MixtureDataset, WindowDataset
     from embodied.policies.base import feature_key
 
     run_dir = Path(run_dir)
-    store = open_dataset(job.dataset)
-    check_env_matches_dataset(job.env, store)
+    stores = open_datasets(job.dataset)
+    for store in stores:
+        check_env_matches_dataset(job.env, store, check_task=len(stores) == 1)
     device = resolve_device(job.device)
-    policy = build_policy(job, store, device)
+    policy = build_policy(job, stores, device)
     if job.progress:
         print(describe_parameters(policy), flush=True)
-    features = resolve_feature_cache(job, policy, store)
+    features = resolve_feature_cache(job, policy, stores[0]) if len(stores) == 1 else None
     if features:
         policy.use_cached_features(features)
         print(f"training on cached features of {', '.join(features)} (no image augmentation)", flush=True)
-    dataset = WindowDataset(
-        store,
-        policy.key_offsets(),
-        episodes=job.episodes,
-        successful_only=job.successful_only,
-        extra_arrays={feature_key(k): v for k, v in (features or {}).items()},
-    )
+    if job.episodes is not None and len(stores) > 1:
+        raise ValueError("episodes= selects episodes of one store; it cannot be combined with a mixture of stores")
+    datasets = [
+        WindowDataset(
+            store,
+            policy.key_offsets(),
+            episodes=job.episodes,
+            successful_only=job.successful_only,
+            extra_arrays={feature_key(k): v for k, v in (features or {}).items()},
+        )
+        for store in stores
+    ]
+    dataset = datasets[0] if len(datasets) == 1 else MixtureDataset(datasets, [len(d) for d in datasets])
     optimizer = make_optimizer(policy, job.optim)
     scheduler = make_scheduler(optimizer, job.optim, job.steps)
     ema = make_ema(policy, job.ema)
@@ -212,12 +221,35 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
     return (checkpoints / "last").resolve()
 
 
-def build_policy(job: TrainConfig, store, device: torch.device | str = "cpu"):
-    """The policy a run starts from: seeded, so `embodied cache-features` builds the very same encoders."""
+def build_policy(job: TrainConfig, stores, device: torch.device | str = "cpu"):
+    """The policy a run starts from (``stores``: one store or a list): seeded, so `embodied cache-features` builds
+    the very same encoders."""
     from embodied.policies import make_policy
 
     seed_everything(job.seed)
-    return make_policy(job.policy, store.features, store.stats).to(device)
+    features, stats = training_inputs(stores if isinstance(stores, (list, tuple)) else [stores])
+    return make_policy(job.policy, features, stats).to(device)
+
+
+def training_inputs(stores: list) -> tuple[dict, dict]:
+    """(features, statistics) a policy is built from: one store's, or for a mixture the features all stores share
+    (same shape) and merged statistics; ``stats["datasets"]`` keeps each store's own, by store name."""
+    from embodied.datasets.stats import merge_stats
+    from embodied.datasets.window_dataset import dataset_key
+
+    names = [dataset_key(s) for s in stores]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the stores of a mixture need distinct directory names (their statistics keys), got {names}")
+    if len(stores) == 1:
+        features, stats = dict(stores[0].features), dict(stores[0].stats)
+    else:
+        first = stores[0].features
+        features = {
+            k: f for k, f in first.items() if all(k in s.features and s.features[k].shape == f.shape for s in stores)
+        }
+        stats = merge_stats([s.stats for s in stores])
+    stats["datasets"] = {name: store.stats for name, store in zip(names, stores)}
+    return features, stats
 
 
 def resolve_feature_cache(job: TrainConfig, policy, store) -> dict | None:
@@ -257,6 +289,16 @@ def describe_parameters(policy) -> str:
     return "\n".join(lines)
 
 
+def open_datasets(paths) -> list:
+    """``dataset=``: one store path or a list of them (a mixture)."""
+    if isinstance(paths, (list, tuple)) or (paths is not None and not isinstance(paths, str)):
+        paths = list(paths)
+        if not paths:
+            raise ValueError("dataset=[] names no store")
+        return [open_dataset(p) for p in paths]
+    return [open_dataset(paths)]
+
+
 def open_dataset(path: str | None):
     """The training store, with errors that say what to pass."""
     from embodied.datasets.store import EpisodeStore
@@ -271,13 +313,14 @@ def open_dataset(path: str | None):
     return store
 
 
-def check_env_matches_dataset(env_config: Any, store) -> None:
-    """The env used for evaluation must produce what the dataset recorded: same task, rate and image size."""
+def check_env_matches_dataset(env_config: Any, store, check_task: bool = True) -> None:
+    """The env used for evaluation must produce what the dataset recorded: same task (not checked for mixtures,
+    whose stores hold different tasks), rate and image size."""
     recorded = store.metadata.get("env_config") or {}
     if env_config is None or not recorded:
         return
     ours = asdict(env_config)
-    for key in ("name", "task", "control_freq", "image_size"):
+    for key in ("name", "task", "control_freq", "image_size") if check_task else ("name", "control_freq", "image_size"):
         if key in recorded and key in ours and recorded[key] != ours[key]:
             raise ValueError(
                 f"env.{key}={ours[key]!r} but the dataset {store.path} was collected with {key}={recorded[key]!r}; "

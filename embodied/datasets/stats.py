@@ -109,3 +109,31 @@ def _histogram_quantile(histogram: np.ndarray, q: float) -> np.ndarray:
 def public(stats: dict) -> dict:
     """Statistics without the bookkeeping fields (m2, histogram), as users and normalisers see them."""
     return {k: v for k, v in stats.items() if k not in ("m2", "histogram")}
+
+
+def merge_stats(per_store: list[dict]) -> dict:
+    """One set of statistics for a mixture of stores, for the features every store has with the same width:
+    count-weighted mean, pooled standard deviation, element-wise min/max; q01/q99 are the element-wise
+    min/max of the stores' quantiles (a conservative bound, exact quantiles need the data). Policies that keep
+    per-dataset statistics (the VLA) use each store's own instead."""
+    first = per_store[0]
+    keys = [k for k in first if all(k in s and len(s[k]["mean"]) == len(first[k]["mean"]) for s in per_store)]
+    merged = {}
+    for key in keys:
+        parts = [s[key] for s in per_store]
+        counts = np.array([p["count"] for p in parts], dtype=np.float64)[:, None]
+        means = np.array([p["mean"] for p in parts], dtype=np.float64)
+        stds = np.array([p["std"] for p in parts], dtype=np.float64)
+        total = max(counts.sum(), 1.0)
+        mean = (counts * means).sum(0) / total
+        variance = (counts * (stds**2 + means**2)).sum(0) / total - mean**2
+        merged[key] = {
+            "count": int(counts.sum()),
+            "mean": mean.tolist(),
+            "std": np.sqrt(np.maximum(variance, 0.0)).tolist(),
+            "min": np.min([p["min"] for p in parts], 0).tolist(),
+            "max": np.max([p["max"] for p in parts], 0).tolist(),
+            "q01": np.min([p["q01"] for p in parts], 0).tolist(),
+            "q99": np.max([p["q99"] for p in parts], 0).tolist(),
+        }
+    return merged

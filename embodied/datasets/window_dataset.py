@@ -13,12 +13,18 @@ from embodied.datasets.sampler import WindowSampler
 from embodied.datasets.store import EpisodeStore
 
 
+def dataset_key(store: EpisodeStore) -> str:
+    """A store's name in a mixture (its directory's stem, ``data/lift.zarr`` -> ``lift``): the key of its
+    statistics in checkpoints (``policy.unnorm_key``)."""
+    return Path(store.path).stem
+
+
 class WindowDataset(Dataset):
     """Windows of an episode store as tensors.
 
     Each item: ``{key: (T, ...) tensor}`` for every key in ``key_offsets`` (images stay uint8: encoders own
-    their preprocessing), ``{key}_is_pad: (T,) bool``, ``language_instruction`` (str, at the anchor step)
-    and ``episode_index``.
+    their preprocessing), ``{key}_is_pad: (T,) bool``, ``language_instruction`` (str, at the anchor step),
+    ``episode_index`` and ``dataset`` (the store's name, its directory's stem: which statistics apply).
 
     Args:
         store: an :class:`EpisodeStore` or its path (opened read-only).
@@ -54,6 +60,7 @@ class WindowDataset(Dataset):
             episodes = [e for e in episodes if success[e]]
         self.sampler = WindowSampler(self.store.episode_ends, key_offsets, episodes)
         self._instructions = self.store.instructions
+        self.name = dataset_key(self.store)
         if preload:
             self.store.preload([*[k for k in key_offsets if k not in self.extra], "language_instruction"])
 
@@ -84,13 +91,16 @@ class WindowDataset(Dataset):
         codes = self.store.take("language_instruction", self.sampler.anchors[indices])
         batch["language_instruction"] = [self._instructions[int(c)] for c in codes]
         batch["episode_index"] = torch.from_numpy(self.sampler.anchor_episode[indices])
+        batch["dataset"] = [self.name] * len(indices)
         return batch
 
 
 class MixtureDataset(ConcatDataset):
     """Several window datasets drawn with given weights (each dataset's share of samples, not of steps).
 
-    Use :meth:`sampler` with a DataLoader: ``DataLoader(mix, batch_size=..., sampler=mix.sampler(n))``.
+    Use :meth:`sampler` with a DataLoader: ``DataLoader(mix, batch_size=..., sampler=mix.sampler(n))``, or draw
+    whole batches by index lists like a :class:`WindowDataset` (``mix[list_of_indices]``; one read per key and
+    store).
     """
 
     def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float] | None = None):
@@ -101,6 +111,27 @@ class MixtureDataset(ConcatDataset):
         if any(len(d) == 0 for d in datasets):
             raise ValueError("every dataset in a mixture needs at least one window")
         self.weights = weights / weights.sum()
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return super().__getitem__(index)
+        return self.get_batch(index)
+
+    def get_batch(self, indices: Sequence[int]) -> dict:
+        """Windows ``indices`` (over the concatenation) as one batch, grouped by store (order within the batch
+        follows the stores)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        bounds = np.asarray(self.cumulative_sizes)
+        which = np.searchsorted(bounds, indices, side="right")
+        parts = []
+        for d in np.unique(which):
+            local = indices[which == d] - (bounds[d - 1] if d > 0 else 0)
+            parts.append(self.datasets[d].get_batch(local))
+        out = {}
+        for key, first in parts[0].items():
+            values = [p[key] for p in parts]
+            out[key] = torch.cat(values) if torch.is_tensor(first) else [v for part in values for v in part]
+        return out
 
     def sample_weights(self) -> torch.Tensor:
         """A weight per window such that dataset d is drawn with probability weights[d]."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 from embodied.policies.base import Policy, PolicyConfig
 from embodied.policies.bc import BCConfig, BCPolicy
 from embodied.policies.diffusion import DiffusionConfig, DiffusionPolicy
+from embodied.policies.vla import VLAConfig, VLAPolicy
 from embodied.registry import Registry
 
 POLICIES: Registry[type[Policy]] = Registry("policy")
 POLICIES.register("bc", config=BCConfig)(BCPolicy)
 POLICIES.register("diffusion", config=DiffusionConfig)(DiffusionPolicy)
+POLICIES.register("openvla", config=VLAConfig)(VLAPolicy)
 
 
 def make_policy(cfg, features, stats) -> Policy:
@@ -32,5 +34,7 @@ __all__ = [
     "DiffusionPolicy",
     "Policy",
     "PolicyConfig",
+    "VLAConfig",
+    "VLAPolicy",
     "make_policy",
 ]

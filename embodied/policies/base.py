@@ -162,6 +162,8 @@ class Policy(nn.Module):
             if key in self.lowdim_keys:
                 value = self.normalizer.normalize(key, value.float())
             out[key] = value
+        if "language_instruction" in obs:  # a list of strings, for language-conditioned policies
+            out["language_instruction"] = list(obs["language_instruction"])
         return out
 
     def masked_action_loss(self, pred: torch.Tensor, batch: Mapping[str, Any], kind: str = "l1") -> torch.Tensor:
@@ -200,7 +202,6 @@ class Policy(nn.Module):
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Policy:
         """Rebuilds a policy from a checkpoint directory alone (no dataset, no hub access)."""
         from omegaconf import OmegaConf
-        from safetensors.torch import load_model
 
         from embodied.policies import POLICIES
 
@@ -217,9 +218,22 @@ class Policy(nn.Module):
         features = {d["key"]: Feature.from_dict(d) for d in _read_json(directory / "features.json")}
         stats = _read_json(directory / "dataset_stats.json")
         encoders = {p.stem: _read_json(p) for p in sorted((directory / "encoders").glob("*.json"))}
-        policy = POLICIES.get(config.name)(config, features, stats, encoder_configs=encoders)
-        load_model(policy, str(directory / "model.safetensors"), device=str(device))
+        policy_class = POLICIES.get(config.name)
+        extra = policy_class.restore_kwargs(directory)
+        policy = policy_class(config, features, stats, encoder_configs=encoders, **extra)
+        policy.load_weights(directory / "model.safetensors", str(device))
         return policy.to(device)
+
+    @classmethod
+    def restore_kwargs(cls, directory: Path) -> dict:
+        """Extra constructor arguments a policy rebuilds from its checkpoint's own files (none here)."""
+        return {}
+
+    def load_weights(self, path: Path, device: str) -> None:
+        """Loads ``model.safetensors`` (strict: every weight must be there)."""
+        from safetensors.torch import load_model
+
+        load_model(self, str(path), device=device)
 
 
 def masked_mean(error: torch.Tensor, is_pad: torch.Tensor) -> torch.Tensor:

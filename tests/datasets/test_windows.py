@@ -86,3 +86,44 @@ def test_workers_read_lazily_without_preload(image_store):
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, timeout=120)
     total = sum(len(batch["proprio"]) for batch in loader)
     assert total == len(dataset)
+
+
+def test_mixture_batches_by_index_list_carry_each_store_name(image_store, tmp_path):
+    import shutil
+
+    other = tmp_path / "second.zarr"
+    shutil.copytree(image_store, other)
+    offsets = {"proprio": [0], "action": [0, 1]}
+    first, second = WindowDataset(image_store, offsets), WindowDataset(other, offsets)
+    mix = MixtureDataset([first, second])
+    indices = [0, len(first) + 3, 5, len(first)]
+    batch = mix[indices]
+    assert batch["proprio"].shape == (4, 1, 9) and batch["action"].shape == (4, 2, 7)
+    assert sorted(batch["dataset"]) == sorted([image_store.stem, image_store.stem, "second", "second"])
+    expected = {
+        tuple(first[0]["proprio"].flatten().tolist()),
+        tuple(first[5]["proprio"].flatten().tolist()),
+        tuple(second[3]["proprio"].flatten().tolist()),
+        tuple(second[0]["proprio"].flatten().tolist()),
+    }
+    assert {tuple(row.flatten().tolist()) for row in batch["proprio"]} == expected
+
+
+def test_merged_statistics_match_the_pooled_data():
+    from embodied.datasets.stats import merge_stats
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, (300, 2)), rng.normal(3, 2, (100, 2))
+
+    def stats(x):
+        q01, q99 = np.quantile(x, [0.01, 0.99], axis=0)
+        return {"count": len(x), "mean": x.mean(0).tolist(), "std": x.std(0).tolist(), "min": x.min(0).tolist(),
+                "max": x.max(0).tolist(), "q01": q01.tolist(), "q99": q99.tolist()}  # fmt: skip
+
+    merged = merge_stats([{"x": stats(a), "only_a": stats(a)}, {"x": stats(b)}])
+    pooled = np.concatenate([a, b])
+    assert list(merged) == ["x"] and merged["x"]["count"] == 400
+    assert np.allclose(merged["x"]["mean"], pooled.mean(0)) and np.allclose(merged["x"]["std"], pooled.std(0))
+    assert np.allclose(merged["x"]["min"], pooled.min(0)) and np.allclose(merged["x"]["max"], pooled.max(0))
+    assert np.all(np.array(merged["x"]["q01"]) <= np.quantile(pooled, 0.01, axis=0))
+    assert np.all(np.array(merged["x"]["q99"]) >= np.quantile(pooled, 0.99, axis=0))
