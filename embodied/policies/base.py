@@ -184,13 +184,12 @@ class Policy(nn.Module):
     def save_pretrained(self, directory: str | Path, run_config: Mapping | None = None) -> Path:
         """Writes the checkpoint files (see the module docstring) into ``directory``."""
         from omegaconf import OmegaConf
-        from safetensors.torch import save_model
 
         directory = Path(directory)
         (directory / "encoders").mkdir(parents=True, exist_ok=True)
-        save_model(self, str(directory / "model.safetensors"))
+        self.save_weights(directory / "model.safetensors")
         config = dict(run_config or {})
-        config["policy"] = asdict(self.config)
+        config["policy"] = self.saved_config()
         OmegaConf.save(OmegaConf.create(config), directory / "config.yaml")
         _write_json(directory / "features.json", [f.to_dict() for f in self.features.values()])
         _write_json(directory / "dataset_stats.json", self.dataset_stats)
@@ -223,6 +222,16 @@ class Policy(nn.Module):
         policy = policy_class(config, features, stats, encoder_configs=encoders, **extra)
         policy.load_weights(directory / "model.safetensors", str(device))
         return policy.to(device)
+
+    def save_weights(self, path: Path) -> None:
+        """Writes ``model.safetensors`` (every weight and buffer); policies that leave weights out override it."""
+        from safetensors.torch import save_model
+
+        save_model(self, str(path))
+
+    def saved_config(self) -> dict:
+        """The ``policy`` section of the checkpoint's config.yaml."""
+        return asdict(self.config)
 
     @classmethod
     def restore_kwargs(cls, directory: Path) -> dict:

@@ -31,6 +31,7 @@ and saves a plain model.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied.features import Feature
-from embodied.policies.base import PolicyConfig
+from embodied.policies.base import PolicyConfig, masked_mean
 from embodied.policies.observations import CameraPolicy
 from embodied.policies.vla.action_tokenizer import ActionTokenizer
 from embodied.policies.vla.language_model import (
@@ -137,9 +138,8 @@ class VLAPolicy(CameraPolicy):
         self.projector = nn.Sequential(
             nn.Linear(vision, mid), nn.GELU(), nn.Linear(mid, hidden), nn.GELU(), nn.Linear(hidden, hidden)
         )
-        self.proprio_keys = [k for k in self.lowdim_keys]
-        if self.proprio_keys:
-            width = sum(int(self.features[k].shape[-1]) for k in self.proprio_keys)
+        if self.lowdim_keys:
+            width = sum(int(self.features[k].shape[-1]) for k in self.lowdim_keys)
             self.proprio_projector = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         n_actions = config.horizon * self.action_dim
         if config.decoding == "parallel":
@@ -227,9 +227,9 @@ class VLAPolicy(CameraPolicy):
         return self.projector(torch.cat(tokens, dim=1))
 
     def proprio_token(self, obs: Mapping[str, Any]) -> torch.Tensor | None:
-        if not self.proprio_keys:
+        if not self.lowdim_keys:
             return None
-        values = torch.cat([obs[key][:, -1] for key in self.proprio_keys], -1)
+        values = torch.cat([obs[key][:, -1] for key in self.lowdim_keys], -1)
         return self.proprio_projector(values).unsqueeze(1)
 
     # ------------------------------------------------------------------ training
@@ -243,12 +243,12 @@ class VLAPolicy(CameraPolicy):
         if self.config.decoding == "parallel":
             inputs = self.build_inputs(obs, instructions)
             hidden = self.decoder_hidden(inputs)[:, -target_ids.shape[1] :]  # slot hidden states
-            if self.config.action_head == "l1":
-                pred = self.regress(hidden)
-                loss = (pred - normalized).abs().mean()
+            if self.config.action_head == "l1":  # both heads leave edge-padded steps (past an episode's end) out
+                loss = masked_mean((self.regress(hidden) - normalized).abs(), batch["action_is_pad"].to(self.device))
                 return loss, {"l1": loss.item()}
             logits = self.lm_head(hidden)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), target_ids.flatten())
+            error = F.cross_entropy(logits.flatten(0, 1).float(), target_ids.flatten(), reduction="none")
+            loss = masked_mean(error.view(normalized.shape), batch["action_is_pad"].to(self.device))
             pred_ids = self.constrained_argmax(hidden)
         else:
             inputs = self.build_inputs(obs, instructions, target_ids)
@@ -345,7 +345,7 @@ class VLAPolicy(CameraPolicy):
             )
         return torch.stack(chosen, 1)
 
-    @property
+    @functools.cached_property
     def _cache_argument(self) -> str:
         """transformers 5.x names the KV cache argument ``cache``; earlier versions ``past_key_values``."""
         import inspect
@@ -409,41 +409,32 @@ class VLAPolicy(CameraPolicy):
             return []
         return [k for k in self.state_dict() if k.startswith("lm.") and "lora_" not in k]
 
+    def merged(self) -> bool:
+        """Whether checkpoints fold the LoRA adapters into the LM (``save_lm: merged``)."""
+        return self.config.lm.train == "lora" and self.config.save_lm == "merged"
+
     def save_pretrained(self, directory: str | Path, run_config: Mapping | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        if self.config.lm.train == "lora" and self.config.save_lm == "merged":
-            return self._save_merged(directory, run_config)
         directory = super().save_pretrained(directory, run_config)
-        skipped = set(self.lora_base_keys())
-        if skipped:  # adapters only: rewrite the weights without the base LM
-            state = {k: v.contiguous() for k, v in self.state_dict().items() if k not in skipped}
-            save_file(state, str(directory / "model.safetensors"))
-        if self.config.lm.train == "lora":
+        if self.config.lm.train == "lora" and not self.merged():
             self.lm.save_pretrained(str(directory / "lm_adapter"))
-        self._save_language_files(directory)
-        return directory
-
-    def _save_language_files(self, directory: Path) -> None:
         (directory / "language_model.json").write_text(json.dumps(lm_config_dict(self.lm), indent=1))
         self.tokenizer.save_pretrained(str(directory / "tokenizer"))
-        statistics = {
-            key: {"action": tok.to_dict(), **{k: v for k, v in stats.items() if k != "action"}}
-            for key, stats, tok in (
-                (k, dataset_stats_by_key(self.dataset_stats)[k], t) for k, t in self.action_tokenizers.items()
-            )
-        }
+        by_key = dataset_stats_by_key(self.dataset_stats)
+        statistics = {key: {**by_key[key], "action": tok.to_dict()} for key, tok in self.action_tokenizers.items()}
         (directory / "dataset_statistics.json").write_text(json.dumps(statistics, indent=1))
+        return directory
 
-    def _save_merged(self, directory: str | Path, run_config: Mapping | None) -> Path:
-        """Folds the LoRA adapters into the LM and saves a plain (``lm.train=full``-shaped) checkpoint."""
-        from dataclasses import asdict
-
-        from omegaconf import OmegaConf
+    def save_weights(self, path: Path) -> None:
+        """Adapters only: every weight but the pretrained base LM's. Merged: the adapters folded into the LM's
+        weights (peft's merge, undone after the copy), under a plain model's names."""
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        super().save_pretrained(directory, run_config)
+        if not self.merged():
+            skipped = set(self.lora_base_keys())
+            if not skipped:
+                return super().save_weights(path)
+            save_file({k: v.contiguous() for k, v in self.state_dict().items() if k not in skipped}, str(path))
+            return
         self.lm.merge_adapter()
         try:
             state = {}
@@ -455,14 +446,13 @@ class VLAPolicy(CameraPolicy):
                 state[key] = value.detach().clone().contiguous()
         finally:
             self.lm.unmerge_adapter()
-        save_file(state, str(directory / "model.safetensors"))
-        config = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"))
-        policy = asdict(self.config)
-        policy["lm"] = {**policy["lm"], "train": "full", "pretrained": None, "quantization": None}
-        config["policy"] = policy
-        OmegaConf.save(OmegaConf.create(config), directory / "config.yaml")
-        self._save_language_files(directory)
-        return directory
+        save_file(state, str(path))
+
+    def saved_config(self) -> dict:
+        config = super().saved_config()
+        if self.merged():  # a merged checkpoint is a plain model: rebuilt from its saved LM config, no LoRA
+            config["lm"] = {**config["lm"], "train": "full", "pretrained": None, "quantization": None}
+        return config
 
     @classmethod
     def restore_kwargs(cls, directory: Path) -> dict:
