@@ -14,9 +14,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from embodied.config_checks import at_least, between
 
 
 @dataclass
@@ -36,6 +38,11 @@ class BenchEncodersConfig:
     device: str = "auto"
     run_dir: str | None = None
     progress: bool = True
+
+    CHECKS: ClassVar = {
+        "holdout": between(0, 1, high_inclusive=False), "ridge": at_least(0), "bc_steps": at_least(0),
+        "batch_size": at_least(1), "eval_episodes": at_least(1), "eval_num_envs": at_least(1),
+    }  # fmt: skip
 
 
 # simulator-state targets: (name, feature key, slice of its trailing dimension)

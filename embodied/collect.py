@@ -8,12 +8,15 @@ and only the missing episodes are collected. Evaluation seeds are drawn from a d
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from embodied.config_checks import ConfigValueError, at_least, positive
 from embodied.datasets.store import EpisodeStore, StorageConfig
 
 EVAL_SEED_OFFSET = 1_000_000_000  # evaluation seeds start here; collection seeds stay below
@@ -34,14 +37,86 @@ class CollectConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     run_dir: str | None = None  # where outputs go; default outputs/collect/<time>
 
+    CHECKS: ClassVar = {
+        "episodes": at_least(1), "seed": at_least(0), "num_workers": at_least(0), "expert_noise": at_least(0),
+        "max_attempts_factor": positive(),
+    }  # fmt: skip
+
+
+DEFAULT_EPISODES = 50  # episodes in an env's default demo store (`embodied train` without dataset=)
+# Test hook: after this many episodes are committed, the collector stops making progress (workers keep running),
+# so a test can kill it at a point it controls rather than after a sleep that depends on machine speed.
+PAUSE_AFTER_ENV = "EMBODIED_COLLECT_PAUSE_AFTER"
+
+
+def check_output(config: CollectConfig) -> None:
+    """Refuses an ``out=`` that cannot become a store, before any episode is collected."""
+    if not config.out:
+        return
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigValueError(f"out={config.out}: is a file, not an episode store; choose another path")
+    if out.is_dir() and not (out / "zarr.json").exists() and any(p.name != ".writer.lock" for p in out.iterdir()):
+        raise ConfigValueError(
+            f"out={config.out}: the folder exists and is not an episode store (no zarr.json); refusing to write "
+            "into it. Choose a new path"
+        )
+
+
+def cache_dir() -> Path:
+    """Where default stores live: ``$EMBODIED_CACHE``, else ``$XDG_CACHE_HOME/embodied`` (``~/.cache/embodied``)."""
+    root = os.environ.get("EMBODIED_CACHE")
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "embodied"
+
+
+def default_store(env: Any, episodes: int = DEFAULT_EPISODES) -> Path:
+    """The env's default demo store for `embodied train` without ``dataset=``: ``episodes`` scripted-expert
+    episodes in ``<cache>/datasets/<env>-<task>-<episodes>-<config hash>.zarr``, collected on first use (an
+    interrupted collection resumes) and reused afterwards. The hash covers the whole env config, so another
+    camera, image size or task gets its own store."""
+    import hashlib
+    import json
+
+    from embodied.envs import env_config
+
+    env_cfg = env_config(env)
+    digest = hashlib.sha256(json.dumps(asdict(env_cfg), sort_keys=True).encode()).hexdigest()[:8]
+    task = getattr(env_cfg, "task", "default")
+    path = cache_dir() / "datasets" / f"{env_cfg.name}-{task}-{episodes}-{digest}.zarr"
+    have = 0
+    if (path / "zarr.json").exists():
+        with EpisodeStore(path) as store:
+            have = store.n_episodes
+    if have >= episodes:
+        print(f"no dataset= given: training on the default {env_cfg.name} {task} store ({episodes} expert episodes, "
+              f"{path})", flush=True)  # fmt: skip
+        return path
+    print(f"no dataset= given: collecting the default {env_cfg.name} {task} store once ({episodes} expert episodes "
+          f"into {path}; set EMBODIED_CACHE to move it)", flush=True)  # fmt: skip
+    return collect(CollectConfig(env=env_cfg, episodes=episodes, out=str(path)), path.parent)
+
+
+def _pause_for_tests(committed: int) -> None:
+    limit = os.environ.get(PAUSE_AFTER_ENV)
+    if limit and committed >= int(limit):
+        print(f"{PAUSE_AFTER_ENV}={limit}: paused after {committed} committed episodes", flush=True)
+        while True:
+            time.sleep(3600)
+
 
 # ---------------------------------------------------------------------- worker side
 _worker: dict = {}
 
 
-def _init_worker(env_config, expert_noise: float) -> None:
+def _init_worker(env_config, expert_noise: float, owner_pid: int | None = None) -> None:
     from embodied.envs import make_env
 
+    if owner_pid is not None:  # a worker process: exit with the command that started it
+        from embodied.processes import die_with_parent
+
+        die_with_parent(owner_pid)
     env = make_env(env_config)
     _worker.update(env=env, noise=expert_noise)
 
@@ -81,8 +156,11 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
     """Collects until the store holds ``config.episodes`` episodes; returns the store path."""
     from tqdm.auto import tqdm
 
+    from embodied.config_checks import check_config
     from embodied.envs import env_config
 
+    check_config(config)
+    check_output(config)
     env_cfg = env_config(config.env)
     out = Path(config.out) if config.out else run_dir / "dataset.zarr"
     store = EpisodeStore.open(out, mode="a") if (out / "zarr.json").exists() else None
@@ -125,6 +203,7 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
                     env_config=asdict(env_cfg),
                 )
                 bar.update(1)
+                _pause_for_tests(store.n_episodes)
             if store is not None and store.n_episodes >= config.episodes:
                 break
         else:
@@ -152,7 +231,7 @@ def _results(env_cfg, config: CollectConfig, seeds, max_attempts: int):
     context = mp.get_context("forkserver")  # fork hangs once an OpenGL context exists
     # concurrent.futures rather than multiprocessing.Pool: a worker that dies (a crash in the simulator or
     # renderer, the OOM killer) raises BrokenProcessPool here instead of leaving its episode pending forever.
-    pool = ProcessPoolExecutor(config.num_workers, context, _init_worker, (env_cfg, config.expert_noise))
+    pool = ProcessPoolExecutor(config.num_workers, context, _init_worker, (env_cfg, config.expert_noise, os.getpid()))
     try:
         pending = {pool.submit(rollout_expert, seed) for _, seed in zip(range(config.num_workers * 2), seeds)}
         submitted = len(pending)

@@ -11,8 +11,9 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from embodied.config_checks import at_least
 from embodied.train import EMAConfig, OptimConfig
 
 
@@ -32,6 +33,11 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"
     run_dir: str | None = None  # default outputs/demo/<time>
+
+    CHECKS: ClassVar = {
+        "episodes": at_least(1), "collect_workers": at_least(0), "steps": at_least(1), "batch_size": at_least(1),
+        "eval_episodes": at_least(1), "eval_num_envs": at_least(1), "videos": at_least(0), "seed": at_least(0),
+    }  # fmt: skip
 
 
 def demo(job: DemoConfig, run_dir: Path) -> Path:

@@ -20,12 +20,13 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
 from embodied.collect import EVAL_SEED_OFFSET
+from embodied.config_checks import at_least
 
 
 @dataclass
@@ -41,6 +42,11 @@ class EvalConfig:
     device: str = "auto"
     run_dir: str | None = None  # default outputs/eval/<time>
     progress: bool = True
+
+    CHECKS: ClassVar = {
+        "episodes": at_least(1), "num_envs": at_least(1), "seed": at_least(0), "videos": at_least(0),
+        "max_episode_steps": at_least(1),
+    }  # fmt: skip
 
 
 class FrameRecorder(gym.Wrapper):
@@ -152,6 +158,13 @@ def evaluate(
                 if "instruction" in history[need[0]][-1]:  # language-conditioned policies read it
                     batch["language_instruction"] = [str(history[i][-1]["instruction"]) for i in need]
                 chunk = policy.predict_action(batch).float().cpu().numpy()
+                if not np.isfinite(chunk).all():
+                    episodes_now = ", ".join(f"{int(episode_of[i])} (seed {seeds[episode_of[i]]})" for i in need)
+                    raise ValueError(
+                        f"policy {policy.config.name} produced NaN or inf actions in episode(s) {episodes_now}; "
+                        "its weights or normalisation statistics are not finite (check the checkpoint and its store "
+                        "with `embodied data info PATH --verify`)"
+                    )
                 for j, i in enumerate(need):
                     queues[i].extend(chunk[j])
             actions = np.zeros((num_envs, action_dim), dtype=np.float32)

@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from embodied.config_checks import at_least, between, one_of, positive
 from embodied.training_utils import (
     StepBatchSampler,
     point_link,
@@ -49,6 +50,15 @@ class OptimConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
     fused: bool = True  # torch's fused AdamW kernel (same update, one kernel for all parameters)
 
+    CHECKS: ClassVar = {
+        "lr": positive(), "weight_decay": at_least(0), "warmup_steps": at_least(0),
+        "schedule": one_of("cosine", "constant"), "grad_clip": at_least(0),
+    }  # fmt: skip
+
+    def __post_init__(self):
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas={list(self.betas)}: must be two values in [0, 1)")
+
 
 @dataclass
 class EMAConfig:
@@ -58,6 +68,8 @@ class EMAConfig:
     # averages forget the random initialisation quickly; 0: constant decay
     power: float = 0.0
 
+    CHECKS: ClassVar = {"decay": between(0, 1, high_inclusive=False), "power": at_least(0)}
+
 
 @dataclass
 class TrainConfig:
@@ -65,13 +77,17 @@ class TrainConfig:
 
     env: Any = None
     policy: Any = None
-    # episode store from `embodied collect` (required), or a list of stores: a mixture, windows drawn uniformly
-    # over all of them (each store's statistics are kept too, for policies that normalise per dataset)
+    # an episode store from `embodied collect`, or a list of stores (a mixture: windows drawn uniformly over all,
+    # each store's statistics kept for policies that normalise per dataset); null: the env's default demo store
+    # (50 scripted-expert episodes, collected once into ~/.cache/embodied)
     dataset: Any = None
-    steps: int = 3000
-    batch_size: int = 64
+    steps: int = 3000  # optimiser steps in all (a resumed run continues to this number)
+    batch_size: int = 64  # samples per optimiser step (the effective batch, whatever micro_batch_size is)
+    # samples per forward/backward pass, gradients accumulated up to batch_size; null: the whole batch if the
+    # memory estimate says it fits, else the largest micro-batch that does
+    micro_batch_size: int | None = None
     num_workers: int = 0  # DataLoader workers; 0 reads in this process (the store is preloaded in memory)
-    seed: int = 0
+    seed: int = 0  # seeds the policy's initialisation and the batch order
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     successful_only: bool = False  # train only on episodes flagged successful
@@ -79,16 +95,23 @@ class TrainConfig:
     # frozen encoders: read features from `embodied cache-features` (auto: when a matching cache exists;
     # require: fail without one; off: always encode images)
     feature_cache: str = "auto"
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
-    log_every: int = 50
-    checkpoint_every: int = 1000  # and at the last step
+    optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW and its learning-rate schedule
+    ema: EMAConfig = field(default_factory=EMAConfig)  # an exponential moving average of the weights
+    log_every: int = 50  # steps between metrics lines (metrics.jsonl, TensorBoard, the progress bar)
+    checkpoint_every: int = 1000  # and at the last step (and on Ctrl-C or SIGTERM)
     eval_every: int = 0  # rollout evaluation every N steps (0: never during training)
-    eval_episodes: int = 10
-    eval_num_envs: int = 2
+    eval_episodes: int = 10  # episodes per in-training evaluation
+    eval_num_envs: int = 2  # env processes for in-training evaluation
     resume: bool = False  # continue <run_dir>/checkpoints/last (needs run_dir=)
     run_dir: str | None = None  # default outputs/train/<time>
-    progress: bool = True
+    progress: bool = True  # progress bar and parameter counts on the terminal
+
+    CHECKS: ClassVar = {
+        "steps": at_least(1), "batch_size": at_least(1), "micro_batch_size": at_least(1), "num_workers": at_least(0),
+        "feature_cache": one_of("auto", "require", "off"), "log_every": at_least(1),
+        "checkpoint_every": at_least(1), "eval_every": at_least(0), "eval_episodes": at_least(1),
+        "eval_num_envs": at_least(1),
+    }  # fmt: skip
 
 
 class TrainingDiverged(RuntimeError):
@@ -108,17 +131,18 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
 
     run_dir = Path(run_dir)
     stores = open_datasets(job.dataset)
+    mixture = is_mixture(job.dataset)  # a list, even of one store: the mixture path (merged statistics, sampling)
     for store in stores:
-        check_env_matches_dataset(job.env, store, check_task=len(stores) == 1)
+        check_env_matches_dataset(job.env, store, check_task=not mixture)
     device = resolve_device(job.device)
-    policy = build_policy(job, stores, device)
+    policy = build_policy(job, stores if mixture else stores[0], device)
     if job.progress:
         print(describe_parameters(policy), flush=True)
-    features = resolve_feature_cache(job, policy, stores[0]) if len(stores) == 1 else None
+    features = None if mixture else resolve_feature_cache(job, policy, stores[0])
     if features:
         policy.use_cached_features(features)
         print(f"training on cached features of {', '.join(features)} (no image augmentation)", flush=True)
-    if job.episodes is not None and len(stores) > 1:
+    if job.episodes is not None and mixture:
         raise ValueError("episodes= selects episodes of one store; it cannot be combined with a mixture of stores")
     datasets = [
         WindowDataset(
@@ -130,7 +154,7 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
         )
         for store in stores
     ]
-    dataset = datasets[0] if len(datasets) == 1 else MixtureDataset(datasets, [len(d) for d in datasets])
+    dataset = MixtureDataset(datasets, [len(d) for d in datasets]) if mixture else datasets[0]
     optimizer = make_optimizer(policy, job.optim)
     scheduler = make_scheduler(optimizer, job.optim, job.steps)
     ema = make_ema(policy, job.ema)
@@ -155,8 +179,11 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
         # its own generator: starting the loader must not draw from the global RNG a resumed run restores
         generator=torch.Generator().manual_seed(job.seed),
     )
-    log = MetricsLog(run_dir)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=job.amp and device.type == "cuda")
+    memory = plan_memory(job, policy, dataset, device, autocast)
+    if job.progress:
+        print(memory.describe(), flush=True)
+    log = MetricsLog(run_dir)
     checkpoints = run_dir / "checkpoints"
 
     def save(step: int) -> Path:
@@ -170,21 +197,19 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
         while step < job.steps:
             batch = next(batches)
             policy.train()
-            with autocast:
-                loss, metrics = policy.compute_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss, metrics = accumulate_gradients(policy, batch, memory.micro_batch_size, autocast)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss is {loss.item()} at step {step + 1} (metrics {metrics}); the last good checkpoint is "
-                    f"{checkpoints / 'last'}. Lower optim.lr, keep optim.grad_clip > 0, or check the dataset "
-                    f"with `embodied data info {job.dataset} --verify`."
+                    f"loss is {loss.item()} at step {step + 1} (metrics {metrics}); {_last_good(checkpoints)}. "
+                    f"Lower optim.lr, keep optim.grad_clip > 0, or check the dataset with "
+                    f"`embodied data info {job.dataset} --verify`."
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             grad_norm = clip_gradients(policy, job.optim.grad_clip)
             if not math.isfinite(grad_norm):
                 raise TrainingDiverged(
                     f"gradient norm is {grad_norm} at step {step + 1} (loss {loss.item():.4g}); the weights were not "
-                    f"updated and the last good checkpoint is {checkpoints / 'last'}. Lower optim.lr."
+                    f"updated and {_last_good(checkpoints)}. Lower optim.lr."
                 )
             optimizer.step()
             scheduler.step()
@@ -200,7 +225,7 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
                 rate = window_count * job.batch_size / max(elapsed, 1e-9)
                 record = {**metrics, "loss": window_loss / window_count, "samples_per_s": rate}
                 log.write("train", step, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", samples_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", samples_s=f"{rate:.3g}")
                 window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
             if step % job.checkpoint_every == 0 or step == job.steps:
                 save(step)
@@ -210,7 +235,7 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
                 bar.write(f"step {step}: success {result['success_rate']:.2f} over {job.eval_episodes} episodes")
             for callback in callbacks:
                 callback(step, metrics)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM through embodied.processes.Terminated
         if step > start and not (checkpoints / f"step_{step:07d}").exists():
             save(step)
             bar.write(f"interrupted: saved step {step}; continue with resume=true run_dir={run_dir}")
@@ -221,26 +246,78 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callable[[int, di
     return (checkpoints / "last").resolve()
 
 
+def _last_good(checkpoints: Path) -> str:
+    last = checkpoints / "last"
+    if last.exists():
+        return f"the last good checkpoint is {last.resolve()}"
+    return "no checkpoint was written yet"
+
+
+def accumulate_gradients(policy, batch: dict, micro_batch_size: int, autocast) -> tuple[torch.Tensor, dict]:
+    """Forward and backward over ``batch`` in micro-batches of ``micro_batch_size``; each micro-batch's loss is
+    weighted by its share of the batch, so the accumulated gradient is the whole batch's (up to per-batch
+    normalisation such as padded-step masks). Returns the batch loss (detached) and size-weighted metrics."""
+    size = len(batch["action"]) if "action" in batch else len(next(iter(batch.values())))
+    if micro_batch_size >= size:
+        with autocast:
+            loss, metrics = policy.compute_loss(batch)
+        if torch.isfinite(loss):
+            loss.backward()
+        return loss.detach(), metrics
+    total = torch.zeros((), device=policy.device)
+    summed: dict[str, float] = {}
+    for start in range(0, size, micro_batch_size):
+        part = {key: value[start : start + micro_batch_size] for key, value in batch.items()}
+        share = len(part["action"] if "action" in part else next(iter(part.values()))) / size
+        with autocast:
+            loss, metrics = policy.compute_loss(part)
+        if not torch.isfinite(loss):
+            return loss.detach(), metrics
+        (loss * share).backward()
+        total += loss.detach() * share
+        for key, value in metrics.items():
+            summed[key] = summed.get(key, 0.0) + float(value) * share
+    return total, summed
+
+
+def plan_memory(job: TrainConfig, policy, dataset, device: torch.device, autocast):
+    """Measures what a step needs and picks the micro-batch (see :mod:`embodied.training.memory`)."""
+    from embodied.training import memory
+
+    def batch_of(n: int) -> dict:
+        return dataset.get_batch([i % len(dataset) for i in range(n)])
+
+    estimate = memory.estimate(policy, batch_of, job.ema.enabled, autocast)
+    return memory.plan(estimate, job.batch_size, memory.available_memory(device), device, job.micro_batch_size)
+
+
 def build_policy(job: TrainConfig, stores, device: torch.device | str = "cpu"):
     """The policy a run starts from (``stores``: one store or a list): seeded, so `embodied cache-features` builds
     the very same encoders."""
     from embodied.policies import make_policy
 
     seed_everything(job.seed)
-    features, stats = training_inputs(stores if isinstance(stores, (list, tuple)) else [stores])
+    mixture = isinstance(stores, (list, tuple))
+    features, stats = training_inputs(list(stores) if mixture else [stores], mixture)
     return make_policy(job.policy, features, stats).to(device)
 
 
-def training_inputs(stores: list) -> tuple[dict, dict]:
-    """(features, statistics) a policy is built from: one store's, or for a mixture the features all stores share
-    (same shape) and merged statistics; ``stats["datasets"]`` keeps each store's own, by store name."""
+def is_mixture(dataset: Any) -> bool:
+    """``dataset=`` names a mixture when it is a list (of one store or more), one store when it is a path."""
+    return dataset is not None and not isinstance(dataset, (str, Path))
+
+
+def training_inputs(stores: list, mixture: bool | None = None) -> tuple[dict, dict]:
+    """(features, statistics) a policy is built from: one store's, or for a mixture (``mixture``, default: more
+    than one store) the features all stores share (same shape) and merged statistics; ``stats["datasets"]`` keeps
+    each store's own, by store name."""
     from embodied.datasets.stats import merge_stats
     from embodied.datasets.window_dataset import dataset_key
 
     names = [dataset_key(s) for s in stores]
     if len(set(names)) != len(names):
         raise ValueError(f"the stores of a mixture need distinct directory names (their statistics keys), got {names}")
-    if len(stores) == 1:
+    if not (len(stores) > 1 if mixture is None else mixture):
         features, stats = dict(stores[0].features), dict(stores[0].stats)
     else:
         first = stores[0].features
@@ -259,7 +336,7 @@ def resolve_feature_cache(job: TrainConfig, policy, store) -> dict | None:
     if job.feature_cache not in ("auto", "require", "off"):
         raise ValueError(f"feature_cache must be auto, require or off, got {job.feature_cache!r}")
     encoders = policy.image_encoders()
-    if job.feature_cache == "off" or not encoders:
+    if job.feature_cache == "off" or not encoders or not policy.reads_pooled_features:
         return None
     if not all(encoder.frozen for encoder in encoders.values()):
         if job.feature_cache == "require":
@@ -387,11 +464,14 @@ def run_config_dict(job: TrainConfig) -> dict:
 
 
 def save_checkpoint(checkpoints: Path, step: int, policy, ema, optimizer, scheduler, run_config: dict) -> Path:
-    """``checkpoints/step_NNNNNNN`` (written atomically) and the ``last`` link to it."""
+    """``checkpoints/step_NNNNNNN`` (written atomically, with a checksum manifest) and the ``last`` link to it."""
+    from embodied.integrity import write_manifest
+
     inference = ema.module if ema is not None else policy
 
     def write(directory: Path) -> None:
-        inference.save_pretrained(directory, run_config={k: v for k, v in run_config.items() if k != "policy"})
+        run = {k: v for k, v in run_config.items() if k != "policy"}
+        inference.save_pretrained(directory, run_config=run, manifest=False)
         state = {
             "step": step,
             "model": policy.state_dict(),
@@ -401,6 +481,7 @@ def save_checkpoint(checkpoints: Path, step: int, policy, ema, optimizer, schedu
             "rng": rng_state(),
         }
         torch.save(state, directory / "training_state.pt")
+        write_manifest(directory)  # last: it covers every file, training_state.pt included
 
     checkpoints.mkdir(parents=True, exist_ok=True)
     final = write_atomically(checkpoints / f"step_{step:07d}", write)
@@ -409,8 +490,10 @@ def save_checkpoint(checkpoints: Path, step: int, policy, ema, optimizer, schedu
 
 
 def restore(run_dir: Path, policy, optimizer, scheduler, ema, run_config: dict) -> int:
-    """Loads ``<run_dir>/checkpoints/last``'s training state; returns its step."""
+    """Loads ``<run_dir>/checkpoints/last``'s training state (checked against its manifest); returns its step."""
     from omegaconf import OmegaConf
+
+    from embodied.integrity import CheckpointError, verify_manifest
 
     last = run_dir / "checkpoints" / "last"
     if not (last / "training_state.pt").is_file():
@@ -418,14 +501,24 @@ def restore(run_dir: Path, policy, optimizer, scheduler, ema, run_config: dict) 
             f"resume=true but {last} holds no training_state.pt; pass the run_dir of a run to "
             "continue (run_dir=outputs/train/<time>)"
         )
+    verify_manifest(last)
     saved = OmegaConf.to_container(OmegaConf.load(last / "config.yaml"))
-    for key in ("policy", "dataset", "batch_size", "seed"):
-        if saved.get(key) != run_config.get(key):
-            raise ValueError(
-                f"cannot resume: {key} differs from the checkpoint's ({saved.get(key)!r} there, "
-                f"{run_config.get(key)!r} now)"
-            )
-    state = torch.load(last / "training_state.pt", map_location=policy.device, weights_only=False)
+    differences = []
+    for key in ("dataset", "batch_size", "seed"):
+        differences += config_differences(saved.get(key), run_config.get(key), key)
+    differences += config_differences(saved.get("policy"), run_config.get("policy"), "policy")
+    if differences:
+        shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+        raise ValueError(
+            f"cannot resume {last.resolve()}: the run's settings changed ({shown}). Pass the checkpoint's values, "
+            "or start a new run (another run_dir)"
+        )
+    try:
+        state = torch.load(last / "training_state.pt", map_location=policy.device, weights_only=False)
+    except Exception as error:
+        raise CheckpointError(
+            f"{last / 'training_state.pt'} cannot be loaded: {type(error).__name__}: {error}"
+        ) from None
     policy.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -433,6 +526,18 @@ def restore(run_dir: Path, policy, optimizer, scheduler, ema, run_config: dict) 
         ema.load_state_dict(state["ema"])
     set_rng_state(state["rng"])
     return int(state["step"])
+
+
+def config_differences(saved: Any, now: Any, path: str) -> list[str]:
+    """``path=value`` pairs where two nested configs differ: ``policy.encoder.name: 'cnn' there, 'resnet18' now``."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(saved) | set(now), key=str):
+            out += config_differences(saved.get(key), now.get(key), f"{path}.{key}")
+        return out
+    if isinstance(saved, (list, tuple)) and isinstance(now, (list, tuple)):
+        saved, now = list(saved), list(now)
+    return [] if saved == now else [f"{path}: {saved!r} in the checkpoint, {now!r} now"]
 
 
 def evaluate_during_training(job: TrainConfig, policy, run_dir: Path, step: int) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from embodied.cli import main
 
 
@@ -81,3 +83,68 @@ def test_user_config_folder_adds_choices(tmp_path, monkeypatch):
     cfg = compose("collect", ["env=franka_wrist", "episodes=3"])
     assert cfg.env.name == "franka" and cfg.env.task == "stack" and cfg.env.image_size == 84
     assert list(cfg.env.cameras) == ["agentview", "robot0_eye_in_hand"] and cfg.episodes == 3
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "steps=-5"], "steps=-5: must be >= 1"),
+        (["train", "batch_size=0"], "batch_size=0: must be >= 1"),
+        (["train", "optim.lr=0"], "optim.lr=0.0: must be > 0"),
+        (["train", "optim.schedule=linear"], "optim.schedule='linear': must be one of cosine, constant"),
+        (["train", "ema.decay=1.5"], "ema.decay=1.5: must be in [0, 1)"),
+        (["train", "policy.horizon=0"], "policy.horizon=0: must be >= 1"),
+        (["collect", "episodes=0"], "episodes=0: must be >= 1"),
+        (["collect", "episodes=-2"], "episodes=-2: must be >= 1"),
+        (["collect", "storage.codec=gzip"], "storage.codec='gzip': must be one of zstd, lz4, none"),
+        (["collect", "env.task=fly"], "env.task='fly': must be one of lift, stack, pick_place_can"),
+        (["collect", "env.obs_mode=video"], "env.obs_mode='video': must be one of image, state"),
+        (["eval", "episodes=0", "checkpoint=."], "episodes=0: must be >= 1"),
+        (["demo", "steps=0"], "steps=0: must be >= 1"),
+        (["pretrain", "batch_size=-1"], "batch_size=-1: must be >= 1"),
+        (["train", "--cfg", "job"], "unknown option --cfg"),
+        (["data", "info", "x.zarr", "--verfy"], "unknown option --verfy"),
+        (["data", "inspect", "x.zarr"], "usage: embodied data info PATH"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(capsys, tmp_path, args, expected):
+    assert main([*args, f"run_dir={tmp_path}"] if args[0] != "data" else args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # refused before any work: not even the run directory's config
+
+
+def test_collect_refuses_an_output_that_cannot_become_a_store_before_collecting(capsys, tmp_path):
+    plain = tmp_path / "file"
+    plain.write_text("not a store")
+    assert main(["collect", f"out={plain}", f"run_dir={tmp_path / 'run'}"]) == 2
+    assert "is a file, not an episode store" in capsys.readouterr().err
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert main(["collect", f"out={folder}", f"run_dir={tmp_path / 'run'}"]) == 2
+    assert "not an episode store" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and plain.read_text() == "not a store"
+
+
+@pytest.mark.parametrize("command", ["collect", "train", "eval", "demo", "pretrain", "cache-features", "bench", "data"])
+def test_help_prints_every_field_with_its_doc(capsys, command):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: embodied {command}")
+    if command == "data":
+        assert "--verify" in out and "recompute-stats" in out
+        return
+    if command in ("train", "cache-features"):
+        assert "steps=3000" in out and "optimiser steps in all" in out and "[>= 1]" in out
+        assert "policy.hidden_dims=" in out and "policy.encoder.train=finetune" in out
+        assert "env.image_size=84" in out and "square camera images, pixels" in out
+    if command == "collect":
+        assert "episodes=100" in out and "storage.codec=zstd" in out and "[one of zstd, lz4, none]" in out
+
+
+def test_help_reflects_the_other_overrides(capsys):
+    assert main(["train", "policy=openvla", "batch_size=4", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size=4" in out and "policy=openvla" in out and "policy.lm.train=auto" in out
+    assert "encoder=dinosiglip" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -32,7 +33,20 @@ def test_demo_writes_a_report_with_success_loss_curve_and_video(tmp_path):
         )
     assert run.returncode == 0, run.stderr[-3000:]
     report = (tmp_path / "report.md").read_text()
-    assert "success" in report and "/2 =" in report
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    # the report states what the evaluation measured, episode by episode
+    assert results["episodes"] == 2 and len(results["per_episode"]) == 2
+    wins = sum(e["success"] for e in results["per_episode"])
+    assert f"success {wins}/2 = {wins / 2:.2f}" in report
+    low, high = results["success_ci95"]
+    assert f"(95% CI {low:.2f}-{high:.2f})" in report
+    assert all(e["seed"] >= 1_000_000_000 for e in results["per_episode"])  # unseen scenes
+    assert "Data: 2 scripted expert episodes" in report and "Training: 12 steps, batch 16" in report
+    from embodied.datasets.store import EpisodeStore
+
+    assert EpisodeStore(tmp_path / "dataset.zarr").n_episodes == 2
+    rows = [json.loads(line) for line in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"][-1] == 12
     assert (tmp_path / "loss.png").stat().st_size > 1000
     assert list((tmp_path / "eval" / "videos").glob("*.mp4"))
     assert (tmp_path / "train" / "checkpoints" / "last" / "model.safetensors").is_file()

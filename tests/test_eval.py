@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 
 from embodied.cli import main
@@ -67,14 +69,25 @@ def test_eval_two_episodes_writes_results_and_video(checkpoint, tmp_path, capsys
     assert len(frames) == episodes[0]["length"] + 1 and frames[0].shape == (256, 256, 3)
 
 
-def test_state_only_policy_evaluates_without_cameras(image_store):
+def test_state_only_policy_evaluates_without_cameras(image_store, tmp_path):
+    """A policy trained without images, on a store that has them, rolls out in an env that renders no camera."""
     from embodied.datasets.store import EpisodeStore
+    from embodied.evaluate import evaluate
     from embodied.policies import make_policy
 
     store = EpisodeStore(image_store)
     policy = make_policy({"name": "bc", "obs_keys": ["proprio", "state"]}, store.features, store.stats)
     env = eval_env_config(FrankaConfig(image_size=32), policy, max_episode_steps=7)
     assert env.obs_mode == "state" and env.max_episode_steps == 7
+    result = evaluate(policy, env, episodes=2, num_envs=1, out_dir=tmp_path, videos=0, progress=False)
+    assert [e["length"] for e in result["per_episode"]] == [7, 7]  # an untrained policy runs to the limit
+    assert result["env"]["obs_mode"] == "state"
+    from embodied.envs import make_env
+
+    probe = make_env(env)
+    observation, _ = probe.reset(seed=0)
+    assert not [k for k in observation if k.startswith("images/")]  # what the policy was evaluated on
+    probe.close()
 
 
 def test_wilson_interval():
@@ -88,3 +101,34 @@ def test_eval_needs_an_existing_checkpoint(tmp_path, capsys):
     assert "checkpoint=DIR" in capsys.readouterr().err
     assert main(["eval", f"checkpoint={tmp_path / 'missing'}"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "random"])
+def test_a_damaged_checkpoint_is_refused_naming_the_file(checkpoint, tmp_path, capsys, damage):
+    from embodied.integrity import CheckpointError
+    from embodied.policies.base import Policy
+
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, copy)
+    weights = copy / "model.safetensors"
+    data = weights.read_bytes()
+    header = 8 + int.from_bytes(data[:8], "little")  # safetensors: length, JSON header, then the tensors
+    rng = np.random.default_rng(0)
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "zeroed": data[:header] + bytes(len(data) - header),
+        "random": data[:header] + rng.integers(0, 256, len(data) - header, dtype=np.uint8).tobytes(),
+    }[damage]
+    weights.write_bytes(damaged)
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        Policy.from_pretrained(copy)
+    assert main(["eval", f"checkpoint={copy}", "episodes=1", f"run_dir={tmp_path / 'eval'}", "progress=false"]) == 1
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err and "damaged" in err and "Traceback" not in err
+    # a checkpoint without a manifest (an earlier version's) still fails clearly where the damage shows
+    (copy / "checksums.json").unlink()
+    if damage == "zeroed":
+        Policy.from_pretrained(copy)  # zeros are valid weights: only the manifest can tell
+    else:
+        with pytest.raises(CheckpointError, match="model.safetensors"):
+            Policy.from_pretrained(copy)

@@ -79,6 +79,12 @@ def test_objective_lowers_its_loss_and_the_encoder_loads(objective, name, image_
     assert info["objective"] == objective and "loss" in info["final_metrics"]
     if name == "mae":
         assert loaded.backbone.config.mask_ratio == 0.0  # as an encoder it sees every patch
+    weights = out / "model.safetensors"  # a damaged output is refused, naming the file
+    weights.write_bytes(weights.read_bytes()[:-16] + bytes(16))
+    from embodied.integrity import CheckpointError
+
+    with pytest.raises(CheckpointError, match="model.safetensors does not match its SHA-256"):
+        make_encoder({"name": name, "pretrained": str(out)})
 
 
 def test_cli_pretrain_and_errors(image_store, tmp_path, capsys):

@@ -106,6 +106,38 @@ def _histogram_quantile(histogram: np.ndarray, q: float) -> np.ndarray:
     return out
 
 
+STAT_FIELDS = ("mean", "std", "min", "max", "q01", "q99", "m2")
+
+
+def stats_problem(key: str, stats: dict, dim: int, is_image: bool) -> str | None:
+    """What is wrong with one feature's saved statistics (``dim`` values per field, finite), or None.
+
+    Damaged statistics would otherwise surface far away: as NaN losses in training or NaN actions in a rollout.
+    """
+    if not isinstance(stats, dict) or "count" not in stats:
+        return f"statistics of {key!r} have no count"
+    missing = [f for f in STAT_FIELDS if f not in stats]
+    if missing:
+        return f"statistics of {key!r} lack {', '.join(missing)}"
+    count = stats["count"]
+    if not isinstance(count, int) or count < 0:
+        return f"statistics of {key!r} have count {count!r}"
+    for name in STAT_FIELDS:
+        values = np.asarray(stats[name], dtype=np.float64)
+        if values.shape != (dim,):
+            return f"statistics of {key!r}: {name} has shape {values.shape}, the feature {dim} values"
+        if count and not np.all(np.isfinite(values)):
+            bad = int(np.flatnonzero(~np.isfinite(values))[0])
+            return f"statistics of {key!r}: {name}[{bad}] is {values[bad]} (not finite)"
+    if count and np.any(np.asarray(stats["std"]) < 0):
+        return f"statistics of {key!r}: a negative std"
+    if is_image:
+        histogram = np.asarray(stats.get("histogram", []))
+        if histogram.shape != (dim, 256) or np.any(histogram < 0):
+            return f"statistics of {key!r}: the image histogram has shape {histogram.shape}, expected ({dim}, 256)"
+    return None
+
+
 def public(stats: dict) -> dict:
     """Statistics without the bookkeeping fields (m2, histogram), as users and normalisers see them."""
     return {k: v for k, v in stats.items() if k not in ("m2", "histogram")}

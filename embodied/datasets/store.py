@@ -10,7 +10,9 @@ Layout (one directory):
                                the "instructions" list)
     meta/<key>                 per-episode arrays: episode_ends, length, success, seed, task (index into
                                "tasks"), env_config (index into "env_configs", JSON strings)
-    .writer.lock               held (flock) by the one process allowed to append
+
+One writer at a time: the appender holds an exclusive flock on the store's directory itself (released by the
+OS if the process dies), so no lock file sits inside the zarr hierarchy for plain zarr readers to trip over.
 
 Crash safety: an episode's arrays are written first, and the episode becomes visible only when the root
 attributes, which hold the commit record, are replaced; zarr's local store replaces every file atomically
@@ -27,11 +29,12 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from embodied.datasets.stats import RunningStats, public
+from embodied.config_checks import at_least, one_of
+from embodied.datasets.stats import RunningStats, public, stats_problem
 from embodied.features import Feature
 
 SCHEMA_VERSION = 1
@@ -70,6 +73,8 @@ class StorageConfig:
     codec: str = "zstd"  # "zstd", "lz4" (blosc) or "none"
     level: int = 3
 
+    CHECKS: ClassVar = {"chunk_steps": at_least(1), "codec": one_of("zstd", "lz4", "none"), "level": at_least(0)}
+
 
 class EpisodeStore:
     """Reader and (with ``mode="a"``) appender of one episode store.
@@ -79,19 +84,21 @@ class EpisodeStore:
     windows cost a numpy slice once a chunk has been read.
     """
 
-    def __init__(self, path: str | Path, mode: str = "r", cache_bytes: int = 4 << 30, _lock=None):
+    def __init__(
+        self, path: str | Path, mode: str = "r", cache_bytes: int = 4 << 30, check_stats: bool = True, _lock=None
+    ):
         import zarr
 
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
         self.path = Path(path)
         self.mode = mode
-        self._lock_file = _lock
+        self._lock_fd = _lock
         if not (self.path / "zarr.json").exists():
             self.close()
             raise StoreError(f"no episode store at {self.path} (zarr.json not found)")
-        if mode == "a" and self._lock_file is None:
-            self._lock_file = _acquire_lock(self.path)
+        if mode == "a" and self._lock_fd is None:
+            self._lock_fd = _acquire_lock(self.path)
         self._arrays: dict[str, Any] = {}
         self._cache = _ChunkCache(cache_bytes)
         try:
@@ -101,6 +108,8 @@ class EpisodeStore:
                 raise StoreCorruptError(f"{self.path}/zarr.json: root metadata unreadable ({error})") from error
             self._load_attrs()
             self._validate()
+            if check_stats:
+                self.check_stats()
             if mode == "a":
                 self._prepare_append()
         except Exception:
@@ -120,6 +129,7 @@ class EpisodeStore:
         path = Path(path)
         if (path / "zarr.json").exists():
             raise StoreError(f"{path} already holds a store; open it with mode='a' to append")
+        # a `.writer.lock` file is what earlier versions left behind: the only thing allowed in a new store's folder
         if path.exists() and (not path.is_dir() or any(p.name != ".writer.lock" for p in path.iterdir())):
             raise StoreError(f"{path} exists and is not an episode store; refusing to write into it")
         path.mkdir(parents=True, exist_ok=True)
@@ -294,8 +304,38 @@ class EpisodeStore:
             out["language_instruction"] = [vocabulary[i] for i in out["language_instruction"]]
         return out
 
+    def check_stats(self) -> None:
+        """Raises StoreCorruptError if the saved statistics are malformed or not finite (checked on open)."""
+        for key, stats in self._attrs["stats"].items():
+            feature = self.features.get(key)
+            if feature is None:
+                raise StoreCorruptError(f"{self.path}: statistics for {key!r}, which is not a feature")
+            dim = feature.shape[-1] if feature.shape else 1
+            problem = stats_problem(key, stats, dim, feature.kind == "image")
+            if problem:
+                raise StoreCorruptError(
+                    f"{self.path}: {problem}; the episodes may be intact: rebuild the statistics with "
+                    f"`embodied data recompute-stats {self.path}`"
+                )
+
+    def recompute_stats(self) -> None:
+        """Rebuilds every feature's statistics from the committed episodes and commits them (mode "a")."""
+        if self.mode != "a":
+            raise StoreError(f"{self.path} is open read-only")
+        self._running = {key: self._fresh_stats(f) for key, f in self.features.items() if f.kind in STATS_KINDS}
+        ends = self.episode_ends
+        for index in range(self.n_episodes):
+            start, stop = (int(ends[index - 1]) if index else 0), int(ends[index])
+            for key, stats in self._running.items():
+                stats.update(self.read(key, start, stop))
+        self._attrs["stats"] = {key: stats.to_dict() for key, stats in self._running.items()}
+        self._write_attrs()
+        self.check_stats()
+
     def verify(self) -> None:
-        """Reads every committed chunk of every array; raises StoreCorruptError at the first bad one."""
+        """Reads every committed chunk of every array and checks the statistics; raises StoreCorruptError at the
+        first bad one."""
+        self.check_stats()
         for key in self.features:
             array = self._array(key)
             for chunk_id in range(-(-self.n_steps // array.chunks[0])):
@@ -373,9 +413,9 @@ class EpisodeStore:
         return index
 
     def close(self) -> None:
-        if self._lock_file is not None:
-            _release_lock(self._lock_file)
-            self._lock_file = None
+        if self._lock_fd is not None:
+            _release_lock(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> EpisodeStore:
         return self
@@ -500,13 +540,16 @@ class EpisodeStore:
             if feature.kind not in STATS_KINDS:
                 continue
             is_image = feature.kind == "image"
-            dim = feature.shape[-1] if feature.shape else 1
             saved = self._attrs["stats"].get(key)
             if saved is None:
-                self._running[key] = RunningStats(is_image, dim)
+                self._running[key] = self._fresh_stats(feature)
             else:
                 rows = None if is_image else self.read(key, 0, self.n_steps)
                 self._running[key] = RunningStats.from_dict(saved, is_image, rows)
+
+    @staticmethod
+    def _fresh_stats(feature: Feature) -> RunningStats:
+        return RunningStats(feature.kind == "image", feature.shape[-1] if feature.shape else 1)
 
     def _intern(self, field: str, value: str) -> int:
         vocabulary = self._attrs[field]
@@ -515,28 +558,37 @@ class EpisodeStore:
         return vocabulary.index(value)
 
 
-def _acquire_lock(path: Path):
-    """Takes the store's writer lock (flock: released by the OS if the process dies) or raises."""
-    handle = open(path / ".writer.lock", "a+")
+def _acquire_lock(path: Path) -> int:
+    """Takes the store's writer lock, an exclusive flock on its directory (released by the OS if the process
+    dies), or raises StoreLockedError naming the holder. Returns the directory's file descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        holder = _lock_holder(path)
+        os.close(fd)
         raise StoreLockedError(
             f"{path} is being written by {holder}; one writer at a time (wait for it, or write elsewhere)"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}")
-    handle.flush()
-    return handle
+    return fd
 
 
-def _release_lock(handle) -> None:
-    fcntl.flock(handle, fcntl.LOCK_UN)
-    handle.close()
+def _lock_holder(path: Path) -> str:
+    """``pid N`` of the process holding the flock on ``path`` (from /proc/locks), when the OS tells."""
+    try:
+        inode = os.stat(path).st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+                return f"pid {parts[4]}"
+    except OSError:
+        pass
+    return "another process"
+
+
+def _release_lock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 class _ChunkCache:

@@ -201,7 +201,14 @@ def _after_blocks(name: str) -> bool:
 
 
 def load_pretrained(model_class, name_or_path: str, **kwargs):
-    """``model_class.from_pretrained`` with an error that says what to do offline."""
+    """``model_class.from_pretrained`` with an error that says what to do offline; a local directory we wrote
+    (``embodied pretrain``'s output) is checked against its ``checksums.json`` first."""
+    from pathlib import Path
+
+    from embodied.integrity import verify_manifest
+
+    if Path(name_or_path).is_dir():
+        verify_manifest(name_or_path, what="pretrained directory")
     try:
         return model_class.from_pretrained(name_or_path, **kwargs)
     except OSError as error:

@@ -64,13 +64,20 @@ def make_vector_env(
 
 
 class _EnvFactory:
-    """A picklable zero-argument env constructor for vector-env workers."""
+    """A picklable zero-argument env constructor for vector-env workers; the worker it runs in exits when the
+    process that built the vector env does (a killed evaluation leaves no ~1 GB simulator processes behind)."""
 
     def __init__(self, config, wrapper=None):
+        import os
+
         self.config = config
         self.wrapper = wrapper
+        self.owner_pid = os.getpid()
 
     def __call__(self):
+        from embodied.processes import die_with_parent
+
+        die_with_parent(self.owner_pid)
         env = make_env(self.config)
         return self.wrapper(env) if self.wrapper is not None else env
 

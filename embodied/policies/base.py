@@ -14,6 +14,7 @@ Checkpoint directory (``save_pretrained``; ``Policy.from_pretrained(dir)`` needs
     features.json        the dataset features the policy was built for
     dataset_stats.json   the statistics its normalisation came from
     encoders/<camera>.json  each encoder's config and its backbone's own config (rebuilt offline)
+    checksums.json       size and SHA-256 of every file, checked on load (embodied.integrity)
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from embodied.config_checks import at_least
 from embodied.datasets.sampler import horizon_offsets
 from embodied.features import Feature
 from embodied.policies.normalize import Normalizer
@@ -48,9 +50,14 @@ class PolicyConfig:
         default_factory=lambda: {"proprio": "mean_std", "state": "mean_std", "action": "min_max"}
     )
 
+    CHECKS: ClassVar = {"n_obs_steps": at_least(1), "horizon": at_least(1), "n_action_steps": at_least(1)}
+
 
 class Policy(nn.Module):
     """Base class. Subclasses implement :meth:`compute_loss` and :meth:`predict_chunk`.
+
+    ``reads_pooled_features``: whether the policy can train on cached pooled encoder features (``embodied
+    cache-features``); policies that read patch tokens (the VLA) cannot.
 
     Args:
         config: the policy's config dataclass.
@@ -87,6 +94,8 @@ class Policy(nn.Module):
         modes["action"] = config.normalization.get("action", "identity")
         self.normalizer = Normalizer(modes, self.dataset_stats)
         self.cached_image_keys: set[str] = set()
+
+    reads_pooled_features = True
 
     # ------------------------------------------------------------------ to implement
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -181,8 +190,9 @@ class Policy(nn.Module):
         }
 
     # ------------------------------------------------------------------ checkpoints
-    def save_pretrained(self, directory: str | Path, run_config: Mapping | None = None) -> Path:
-        """Writes the checkpoint files (see the module docstring) into ``directory``."""
+    def save_pretrained(self, directory: str | Path, run_config: Mapping | None = None, manifest: bool = True) -> Path:
+        """Writes the checkpoint files (see the module docstring) into ``directory``; ``manifest=False`` leaves
+        ``checksums.json`` to a caller that adds files of its own (the trainer's state)."""
         from omegaconf import OmegaConf
 
         directory = Path(directory)
@@ -195,13 +205,26 @@ class Policy(nn.Module):
         _write_json(directory / "dataset_stats.json", self.dataset_stats)
         for name, encoder in self.encoder_configs().items():
             _write_json(directory / "encoders" / f"{name}.json", encoder)
+        self.save_extra_files(directory)
+        if manifest:
+            from embodied.integrity import write_manifest
+
+            write_manifest(directory)
         return directory
+
+    def save_extra_files(self, directory: Path) -> None:
+        """Policy-specific checkpoint files beside the common ones (the VLA's tokenizer, LM config, ...)."""
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Policy:
-        """Rebuilds a policy from a checkpoint directory alone (no dataset, no hub access)."""
+        """Rebuilds a policy from a checkpoint directory alone (no dataset, no hub access).
+
+        Every file is checked against ``checksums.json`` first; a damaged or unreadable checkpoint raises
+        :class:`embodied.integrity.CheckpointError` naming the file.
+        """
         from omegaconf import OmegaConf
 
+        from embodied.integrity import CheckpointError, verify_manifest
         from embodied.policies import POLICIES
 
         directory = Path(directory)
@@ -212,15 +235,27 @@ class Policy(nn.Module):
         ]
         if missing:
             raise FileNotFoundError(f"{directory} is not a policy checkpoint: missing {', '.join(missing)}")
-        policy_cfg = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"))["policy"]
+        verify_manifest(directory)
+        try:
+            policy_cfg = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"))["policy"]
+            features = {d["key"]: Feature.from_dict(d) for d in _read_json(directory / "features.json")}
+            stats = _read_json(directory / "dataset_stats.json")
+            encoders = {p.stem: _read_json(p) for p in sorted((directory / "encoders").glob("*.json"))}
+        except Exception as error:  # parse errors of our own files: the checkpoint is damaged, not the code
+            raise CheckpointError(f"checkpoint {directory} cannot be read: {type(error).__name__}: {error}") from None
         config = POLICIES.config_from(policy_cfg)
-        features = {d["key"]: Feature.from_dict(d) for d in _read_json(directory / "features.json")}
-        stats = _read_json(directory / "dataset_stats.json")
-        encoders = {p.stem: _read_json(p) for p in sorted((directory / "encoders").glob("*.json"))}
         policy_class = POLICIES.get(config.name)
         extra = policy_class.restore_kwargs(directory)
         policy = policy_class(config, features, stats, encoder_configs=encoders, **extra)
-        policy.load_weights(directory / "model.safetensors", str(device))
+        weights = directory / "model.safetensors"
+        try:
+            policy.load_weights(weights, str(device))
+        except Exception as error:
+            raise CheckpointError(f"{weights} cannot be loaded: {type(error).__name__}: {error}") from None
+        bad = next((name for name, value in policy.state_dict().items()
+                    if value.is_floating_point() and not torch.isfinite(value).all()), None)  # fmt: skip
+        if bad is not None:
+            raise CheckpointError(f"{weights}: weight {bad!r} holds NaN or inf; the checkpoint is unusable")
         return policy.to(device)
 
     def save_weights(self, path: Path) -> None:

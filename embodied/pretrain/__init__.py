@@ -12,11 +12,12 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from embodied.config_checks import at_least
 from embodied.train import OptimConfig
 
 
@@ -38,6 +39,8 @@ class PretrainConfig:
     log_every: int = 25
     run_dir: str | None = None  # default outputs/pretrain/<time>
     progress: bool = True
+
+    CHECKS: ClassVar = {"steps": at_least(1), "batch_size": at_least(1), "log_every": at_least(1)}
 
 
 def pretrain(job: PretrainConfig, run_dir: Path) -> Path:
@@ -136,4 +139,7 @@ def save_encoder(encoder, out: Path, info: dict) -> Path:
     (out / "embodied_pretrain.json").write_text(
         json.dumps({**info, "encoder_config": asdict(encoder.config)}, indent=1, default=str)
     )
+    from embodied.integrity import write_manifest
+
+    write_manifest(out)  # checked when `policy.encoder.pretrained=out` loads it
     return out

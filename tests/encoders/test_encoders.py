@@ -54,12 +54,23 @@ def test_random_shift_only_while_training():
 
 
 def test_random_shift_moves_whole_image_by_integers():
-    pixels = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
-    shifted = random_shift(pixels, 2)
-    for b in range(2):
-        # every output pixel is an input pixel (replicate padding clamps at the edges)
-        assert set(shifted[b].flatten().tolist()) <= set(pixels[b].flatten().tolist())
-    assert random_shift(pixels, 0).shape == pixels.shape
+    """Each image is its input moved by whole pixels (dy, dx) in [-pad, pad] with the edge replicated, the shifts
+    differ between images, and they cover the range."""
+    torch.manual_seed(0)
+    pad = 2
+    pixels = torch.arange(64 * 3 * 6 * 6, dtype=torch.float32).view(64, 3, 6, 6)
+    shifted = random_shift(pixels, pad)
+    padded = torch.nn.functional.pad(pixels, (pad,) * 4, mode="replicate")
+    found = []
+    for b in range(64):
+        shifts = [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)]
+        window = {(dy, dx): padded[b, :, pad + dy : pad + dy + 6, pad + dx : pad + dx + 6] for dy, dx in shifts}
+        matches = [shift for shift in shifts if torch.equal(shifted[b], window[shift])]
+        assert len(matches) == 1, f"image {b} is not a whole-pixel shift of its input"
+        found.append(matches[0])
+    assert len(set(found)) >= 15  # 25 possible shifts over 64 images: not one fixed shift (or none)
+    assert {dy for dy, _ in found} == {dx for _, dx in found} == set(range(-pad, pad + 1))
+    torch.testing.assert_close(random_shift(pixels, 0), pixels)
 
 
 def test_crop_is_random_in_training_and_central_in_evaluation():

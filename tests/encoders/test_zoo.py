@@ -77,12 +77,20 @@ def test_normalisation_follows_the_checkpoint(tmp_path):
 
 
 def test_mae_encodes_every_patch_in_order():
-    encoder = make_encoder(tiny("mae")).eval()
-    x = images(batch=1)
-    first, second = encoder(x).tokens, encoder(x).tokens
-    torch.testing.assert_close(first, second)  # no random masking or shuffling as an encoder
-    flipped = encoder(torch.flip(x, dims=[2])).tokens  # a mirrored image moves tokens, it doesn't reshuffle them
-    assert first.shape == flipped.shape == (1, 16, 32)
+    """Token k is patch k of the 4x4 grid, row-major, and nothing is masked: with no transformer layers (so attention
+    cannot mix patches), changing the pixels of one patch changes exactly its token. ViTMAE's pretraining shuffles
+    and drops 75% of the patches with random noise; an encoder that kept that would fail here."""
+    encoder = make_encoder(tiny("mae", model={**TINY, "num_hidden_layers": 0}, random_shift=0)).eval()
+    x = images(batch=1, size=32)  # the backbone's own size: no resize blends neighbouring patches
+    before = encoder(x).tokens
+    torch.testing.assert_close(before, encoder(x).tokens)  # deterministic: no random masking
+    for row, col in ((0, 0), (1, 2), (3, 3)):
+        changed = x.clone()
+        changed[:, row * 8 : (row + 1) * 8, col * 8 : (col + 1) * 8] = 255 - changed[:, row * 8 : (row + 1) * 8,
+                                                                                  col * 8 : (col + 1) * 8]  # fmt: skip
+        moved = (encoder(changed).tokens - before).abs().amax(-1)[0]  # (16,) change per token
+        assert before.shape == (1, 16, 32)
+        assert moved.argmax().item() == row * 4 + col and (moved > 1e-6).sum().item() == 1
 
 
 def test_other_image_size_interpolates_position_embeddings():

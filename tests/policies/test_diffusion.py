@@ -222,6 +222,23 @@ def test_state_only_policy_and_cached_features(store):
     masked = make_policy({**TINY, "obs_keys": ["proprio", "state"], "mask_padding": True}, state_features, store.stats)
     padded = {**batch, "action_is_pad": torch.ones_like(batch["action_is_pad"])}
     assert masked.compute_loss(padded)[0].item() == 0.0  # every step padded: nothing counts
-    frozen = make_policy({**TINY, "encoder": {**TINY_ENCODER, "train": "frozen"}}, store.features, store.stats)
+    # cached features stand in for the images exactly: the same loss from the encoder's pooled vectors (no
+    # augmentation here, so a frozen encoder gives the cache's values), the same noise (same seed)
+    encoder = {**TINY_ENCODER, "train": "frozen", "crop": 1.0}
+    frozen = make_policy({**TINY, "encoder": encoder}, store.features, store.stats)
+    images = batch_of(frozen, store)
     frozen.use_cached_features(["images/agentview"])
     assert "features/agentview" in frozen.key_offsets()
+    with torch.no_grad():
+        pixels = images["images/agentview"]  # (B, To, H, W, 3)
+        pooled = frozen.camera_encoder("images/agentview")(pixels.flatten(0, 1)).pooled
+    cached = {k: v for k, v in images.items() if k != "images/agentview"}
+    cached["features/agentview"] = pooled.view(*pixels.shape[:2], -1)
+    torch.manual_seed(3)
+    from_cache = frozen.compute_loss(cached)[0]
+    frozen.cached_image_keys = set()
+    torch.manual_seed(3)
+    from_images = frozen.compute_loss(images)[0]
+    torch.testing.assert_close(from_cache, from_images)
+    torch.manual_seed(4)
+    assert not torch.allclose(frozen.compute_loss(images)[0], from_images)  # the seed is what made them equal

@@ -47,11 +47,22 @@ def test_configs_compose_openvla_defaults():
     job = validated(TrainConfig, compose("train", ["policy=openvla", "dataset=x"]))
     p = job.policy
     assert p.encoder["name"] == "dinosiglip" and p.decoding == "sequential" and p.n_bins == 256
-    assert (p.lm.train, p.lm.lora_rank, p.lm.lora_alpha, p.lm.lora_dropout) == ("full", 32, 16, 0.0)
+    # OpenVLA's fine-tuning recipe: LoRA r 32 / alpha 16 (LM and vision towers) where weights are pretrained, batch 16
+    assert (p.lm.train, p.lm.lora_rank, p.lm.lora_alpha, p.lm.lora_dropout) == ("auto", 32, 16, 0.0)
+    assert (p.encoder["train"], p.encoder["lora_rank"], p.encoder["lora_alpha"], job.batch_size) == ("auto", 32, 16, 16)
+    from embodied.policies.vla.policy import resolve_train_modes
+
+    resolve_train_modes(p)
+    assert (p.lm.train, p.encoder["train"]) == ("full", "finetune")  # random weights: nothing to preserve
+    pretrained = validated(TrainConfig, compose("train", ["policy=openvla", "dataset=x", "policy.lm.pretrained=/m",
+                                                          "+policy.encoder.siglip.pretrained=/s"])).policy  # fmt: skip
+    resolve_train_modes(pretrained)
+    assert (pretrained.lm.train, pretrained.encoder["train"]) == ("lora", "lora")
     assert p.prompt == "In: What action should the robot take to {instruction}?\nOut:"
     assert (job.optim.lr, job.optim.schedule, job.optim.warmup_steps) == (5e-4, "constant", 0)
     small = validated(TrainConfig, compose("train", ["policy=openvla_small", "dataset=x"]))
     assert small.policy.encoder["name"] == "cnn" and small.policy.encoder["strides"] == [2, 2, 2, 2]
+    assert small.batch_size == 64
 
 
 def test_default_tokenizer_keeps_the_last_256_ids_for_actions():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from embodied.config_checks import at_least, non_empty, one_of, positive
 
 
 @dataclass
@@ -23,6 +26,8 @@ class RenderConfig:
     simplify_meshes: bool = True  # draw a body's collision geometry when its visual meshes exceed face_budget
     face_budget: int = 1000  # faces per body above which its visual meshes are swapped for collision geometry
 
+    CHECKS: ClassVar = {"offsamples": at_least(0), "face_budget": at_least(1)}
+
 
 @dataclass
 class FrankaConfig:
@@ -41,3 +46,14 @@ class FrankaConfig:
     render_size: int = 256  # frames returned by render(), for videos
     video_camera: str = "agentview"
     render: RenderConfig = field(default_factory=RenderConfig)
+
+    CHECKS: ClassVar = {
+        "obs_mode": one_of("image", "state"), "cameras": non_empty(), "image_size": at_least(8),
+        "control_freq": positive(), "max_episode_steps": at_least(1), "render_size": at_least(8),
+    }  # fmt: skip
+
+    def __post_init__(self):
+        from embodied.envs.franka.tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"env.task={self.task!r}: must be one of {', '.join(TASKS)}")

@@ -21,7 +21,7 @@ from torch import nn
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
 N_ACTION_TOKENS = 256
 OPENVLA_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
-LM_TRAIN_MODES = ("full", "lora", "frozen")
+LM_TRAIN_MODES = ("full", "lora", "frozen")  # and "auto", resolved by the VLA (policy.resolve_train_modes)
 QUANTIZATION = (None, "8bit", "4bit")
 
 # the offline default: a Llama small enough to train from scratch on a CPU
@@ -45,7 +45,7 @@ class LanguageModelConfig:
     tokenizer: str | None = None  # hub id or directory for AutoTokenizer; null: pretrained's, else the byte tokenizer
     model_type: str = "llama"  # when built from config: the transformers model type (AutoConfig.for_model)
     model: dict = field(default_factory=dict)  # config overrides when built from config (default: TINY_LLAMA)
-    train: str = "full"  # full | lora | frozen
+    train: str = "full"  # full | lora | frozen | auto (openvla preset: lora with pretrained weights, else full)
     lora_rank: int = 32  # OpenVLA's fine-tuning script: r 32, alpha 16, dropout 0, every linear layer
     lora_alpha: int = 16
     lora_dropout: float = 0.0

@@ -103,6 +103,10 @@ class VLAInputs(dict):
 
 
 class VLAPolicy(CameraPolicy):
+    """See the module docstring; built from ``(config, features, stats)`` like every policy."""
+
+    reads_pooled_features = False  # the LM reads every patch token, not the cached pooled vector
+
     def __init__(
         self,
         config: VLAConfig,
@@ -111,9 +115,10 @@ class VLAPolicy(CameraPolicy):
         encoder_configs: Mapping[str, dict] | None = None,
         saved: Mapping[str, Any] | None = None,
     ):
-        validate(config)
         if config.encoder is None:
             config.encoder = dict(OPENVLA_ENCODER)
+        resolve_train_modes(config)
+        validate(config)
         if config.obs_keys is None:
             images = [k for k, f in features.items() if f.kind == "image"]
             config.obs_keys = images + (["proprio"] if config.use_proprio and "proprio" in features else [])
@@ -413,8 +418,7 @@ class VLAPolicy(CameraPolicy):
         """Whether checkpoints fold the LoRA adapters into the LM (``save_lm: merged``)."""
         return self.config.lm.train == "lora" and self.config.save_lm == "merged"
 
-    def save_pretrained(self, directory: str | Path, run_config: Mapping | None = None) -> Path:
-        directory = super().save_pretrained(directory, run_config)
+    def save_extra_files(self, directory: Path) -> None:
         if self.config.lm.train == "lora" and not self.merged():
             self.lm.save_pretrained(str(directory / "lm_adapter"))
         (directory / "language_model.json").write_text(json.dumps(lm_config_dict(self.lm), indent=1))
@@ -422,7 +426,6 @@ class VLAPolicy(CameraPolicy):
         by_key = dataset_stats_by_key(self.dataset_stats)
         statistics = {key: {**by_key[key], "action": tok.to_dict()} for key, tok in self.action_tokenizers.items()}
         (directory / "dataset_statistics.json").write_text(json.dumps(statistics, indent=1))
-        return directory
 
     def save_weights(self, path: Path) -> None:
         """Adapters only: every weight but the pretrained base LM's. Merged: the adapters folded into the LM's
@@ -520,6 +523,19 @@ def dataset_stats_by_key(stats: Mapping[str, Any]) -> dict[str, Mapping]:
     if "datasets" in stats and stats["datasets"]:
         return dict(stats["datasets"])
     return {"default": stats}
+
+
+def resolve_train_modes(config: VLAConfig) -> None:
+    """``train: auto`` (the openvla preset's default for the LM and the vision encoder): LoRA where the part loads
+    pretrained weights (OpenVLA's fine-tuning recipe: r 32, alpha 16, every linear layer), full training where it
+    is built from its config with random weights (adapters on random weights learn little; nothing to preserve)."""
+    if config.lm.train == "auto":
+        config.lm.train = "lora" if config.lm.pretrained else "full"
+    encoder = config.encoder
+    if encoder.get("train") == "auto":
+        halves = [encoder] + [encoder.get(h) or {} for h in ("dinov2", "siglip")]
+        pretrained = any(isinstance(h, Mapping) and h.get("pretrained") for h in halves)
+        encoder["train"] = "lora" if pretrained else "finetune"
 
 
 def validate(config: VLAConfig) -> None:

@@ -1,0 +1,1 @@
+"""Training machinery shared by every job that fits a model: memory planning (``memory``)."""
