@@ -55,7 +55,7 @@ def run_ours(down_dims: list[int], batch: int, steps: int, chunks: int) -> dict:
 
     from embodied.features import Feature
     from embodied.policies import make_policy
-    from embodied.train import OptimConfig, make_optimizer
+    from embodied.training.optim import OptimConfig, make_optimizer
 
     features = {
         "images/agentview": Feature("images/agentview", (IMAGE, IMAGE, 3), "uint8", "image"),

@@ -8,7 +8,6 @@ Target: >= 95% per task. Episodes run in two env processes, as `embodied collect
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import time
 
 import numpy as np
@@ -21,18 +20,25 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    from embodied.collect import _init_worker, rollout_expert
+    from functools import partial
+
+    from embodied.envs import make_vector_env
     from embodied.envs.franka.config import FrankaConfig
+    from embodied.evaluation.rollout import ExpertDriven, InWorkerActor, rollout
 
     rows = []
     for task in args.tasks:
         start = time.perf_counter()
-        context = mp.get_context("forkserver")
-        with context.Pool(args.workers, _init_worker, (FrankaConfig(task=task, obs_mode="state"), 0.1)) as pool:
-            results = pool.map(rollout_expert, range(args.seeds))
-        success = np.array([r["success"] for r in results])
-        lengths = np.array([len(r["steps"]["action"]) for r in results])
-        failed = [r["seed"] for r in results if not r["success"]]
+        envs = make_vector_env(FrankaConfig(task=task, obs_mode="state"), args.workers,
+                               wrappers=[partial(ExpertDriven, noise=0.1)], autoreset=False)  # fmt: skip
+        results = []
+        try:
+            rollout(envs, InWorkerActor(envs.single_action_space.shape[0]), iter(range(args.seeds)), results.append)
+        finally:
+            envs.close(terminate=True)
+        success = np.array([r.success for r in results])
+        lengths = np.array([r.length for r in results])
+        failed = sorted(r.seed for r in results if not r.success)
         rows.append((task, success.mean(), lengths.mean(), lengths.max(), failed, time.perf_counter() - start))
 
     print(

@@ -28,8 +28,8 @@ def main() -> None:
     from embodied.datasets.window_dataset import WindowDataset
     from embodied.encoders.cache import compute_features, load_features
     from embodied.policies.base import feature_key
-    from embodied.train import TrainConfig, build_policy
-    from embodied.training_utils import StepBatchSampler
+    from embodied.training.fit_policy import TrainConfig, build_policy
+    from embodied.training.sampler import StepBatchSampler
 
     store = EpisodeStore(args.store)
     job = TrainConfig(policy={"name": "bc", "encoder": {"name": args.encoder, "train": "frozen"}}, dataset=args.store)

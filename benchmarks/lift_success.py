@@ -30,12 +30,13 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra train overrides, e.g. policy.horizon=16")
     args = parser.parse_args()
 
-    from embodied.cli import compose, validated
-    from embodied.collect import CollectConfig, collect
+    from embodied.configs import compose, validated
     from embodied.envs.franka.config import FrankaConfig
-    from embodied.evaluate import eval_env_config, evaluate, format_summary
-    from embodied.policies.base import Policy
-    from embodied.train import TrainConfig, train
+    from embodied.evaluation.collection import CollectConfig, collect
+    from embodied.evaluation.evaluate import eval_env_config, evaluate
+    from embodied.evaluation.metrics import format_summary
+    from embodied.policies import load_policy
+    from embodied.training.fit_policy import TrainConfig, train
 
     rows = []
     for store in map(Path, args.stores):
@@ -59,7 +60,7 @@ def main() -> None:
             start = time.perf_counter()
             final = train(job, run_dir)
             train_s = time.perf_counter() - start
-            trained = Policy.from_pretrained(final)
+            trained = load_policy(final)
             start = time.perf_counter()
             result = evaluate(
                 trained, eval_env_config(job.env, trained), args.episodes, out_dir=run_dir / "eval", videos=2

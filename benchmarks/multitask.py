@@ -30,15 +30,15 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/benchmarks/multitask")
     args = parser.parse_args()
 
-    from embodied.cli import compose, validated
+    from embodied.configs import compose, validated
     from embodied.datasets.store import EpisodeStore
-    from embodied.datasets.window_dataset import dataset_key
-    from embodied.evaluate import eval_env_config, evaluate, format_summary
-    from embodied.policies.base import Policy
-    from embodied.train import TrainConfig, train
+    from embodied.evaluation.evaluate import eval_env_config, evaluate
+    from embodied.evaluation.metrics import format_summary
+    from embodied.policies import load_policy
+    from embodied.training.fit_policy import TrainConfig, train
 
     stores = [EpisodeStore(path) for path in args.stores]
-    tasks = {dataset_key(s): s.metadata["env_config"]["task"] for s in stores}
+    tasks = {s.name: s.metadata["env_config"]["task"] for s in stores}
     results: dict[str, dict] = {}
     for entry in args.policies:
         name, *extra = entry.split(":")
@@ -57,7 +57,7 @@ def main() -> None:
         train_s = time.perf_counter() - start
         results[entry] = {"train_s": train_s, "tasks": {}}
         for key, task in tasks.items():
-            policy = Policy.from_pretrained(final)
+            policy = load_policy(final)
             if hasattr(policy.config, "unnorm_key"):
                 policy.config.unnorm_key = key
             env = eval_env_config(replace(job.env, task=task), policy)

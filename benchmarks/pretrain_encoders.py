@@ -42,9 +42,10 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/benchmarks/pretrain_encoders")
     args = parser.parse_args()
 
-    from embodied.bench import BenchEncodersConfig, bench_encoders
     from embodied.envs.franka.config import FrankaConfig
-    from embodied.pretrain import PretrainConfig, pretrain
+    from embodied.jobs.bench_encoders import BenchEncodersConfig
+    from embodied.jobs.bench_encoders import run as bench_encoders
+    from embodied.pretrain.fit import PretrainConfig, pretrain
 
     out = Path(args.out)
     throughput, pretrained = [], []

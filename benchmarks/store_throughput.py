@@ -56,9 +56,9 @@ def main() -> None:
     parser.add_argument("--store", help="an existing store with images/agentview (skips collection)")
     args = parser.parse_args()
 
-    from embodied.collect import CollectConfig, collect
     from embodied.datasets import EpisodeStore, StorageConfig, WindowSampler
     from embodied.envs.franka.config import FrankaConfig
+    from embodied.evaluation.collection import CollectConfig, collect
 
     workdir = Path(tempfile.mkdtemp(prefix="store_bench_"))
     try:

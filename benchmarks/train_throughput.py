@@ -38,7 +38,7 @@ def main() -> None:
     from embodied.datasets.store import EpisodeStore
     from embodied.datasets.window_dataset import WindowDataset
     from embodied.policies import make_policy
-    from embodied.training_utils import StepBatchSampler
+    from embodied.training.sampler import StepBatchSampler
 
     store = EpisodeStore(args.store)
     variants = {

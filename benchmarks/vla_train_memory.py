@@ -27,13 +27,13 @@ def run_variant(store: str, size: str, mode: str, batch: int, steps: int) -> dic
 
     from embodied.datasets.store import EpisodeStore
     from embodied.datasets.window_dataset import WindowDataset
-    from embodied.training_utils import resolve_device
+    from embodied.runtime import resolve_device
 
     device = resolve_device("auto")
     episodes = EpisodeStore(store)
     from omegaconf import OmegaConf
 
-    from embodied.cli import compose
+    from embodied.configs import compose
     from embodied.policies import make_policy
 
     config = OmegaConf.to_container(compose("train", ["policy=openvla_small", "dataset=x"]).policy)

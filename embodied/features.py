@@ -6,11 +6,16 @@ from dataclasses import asdict, dataclass
 
 # What a feature is, so consumers pick encoders and normalisers without knowing key names.
 KINDS = ("image", "proprio", "state", "action", "reward", "flag", "language")
+# The one name of the language instruction: in env observations, stores (per step, as in Open-X/RLDS), batches
+# and policy inputs.
+INSTRUCTION = "language_instruction"
+IMAGE_PREFIX = "images/"  # camera images are ``images/<camera>``
 
 
 @dataclass(frozen=True)
 class Feature:
-    """One per-step quantity: `key` as stored (e.g. ``images/agentview``), per-step `shape`, numpy `dtype`."""
+    """One per-step quantity: `key` as stored (e.g. ``images/agentview``), per-step `shape`, numpy `dtype`, and its
+    `kind` (one of :data:`KINDS`)."""
 
     key: str
     shape: tuple[int, ...]
@@ -23,10 +28,22 @@ class Feature:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
 
     def to_dict(self) -> dict:
+        """JSON-ready form (store attributes, checkpoints)."""
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Feature:
+        """Inverse of :meth:`to_dict`."""
         return cls(key=d["key"], shape=tuple(d["shape"]), dtype=d["dtype"], kind=d["kind"])
+
+
+def camera_name(key: str) -> str:
+    """``images/agentview`` -> ``agentview`` (module and file names cannot hold '/')."""
+    return key.split("/", 1)[-1]
+
+
+def image_key(camera: str) -> str:
+    """``agentview`` -> ``images/agentview``."""
+    return IMAGE_PREFIX + camera

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from embodied.collect import CollectConfig, collect
 from embodied.envs.franka.config import FrankaConfig
+from embodied.evaluation.collection import CollectConfig, collect
 
 
 @pytest.fixture(scope="session")

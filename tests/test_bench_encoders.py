@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from embodied.bench import ridge_probe
 from embodied.cli import main
+from embodied.evaluation.probes import ridge_probe
 
 
 def test_ridge_probe_recovers_a_linear_map():

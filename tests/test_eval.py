@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from embodied.cli import main
-from embodied.collect import EVAL_SEED_OFFSET
+from embodied.envs.base import EVAL_SEED_OFFSET
 from embodied.envs.franka.config import FrankaConfig
-from embodied.evaluate import eval_env_config, wilson_interval
+from embodied.evaluation.evaluate import eval_env_config
+from embodied.evaluation.metrics import wilson_interval
 from embodied.policies.bc import BCConfig
-from embodied.train import TrainConfig, train
+from embodied.training.fit_policy import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_eval_two_episodes_writes_results_and_video(checkpoint, tmp_path, capsys
 def test_state_only_policy_evaluates_without_cameras(image_store, tmp_path):
     """A policy trained without images, on a store that has them, rolls out in an env that renders no camera."""
     from embodied.datasets.store import EpisodeStore
-    from embodied.evaluate import evaluate
+    from embodied.evaluation.evaluate import evaluate
     from embodied.policies import make_policy
 
     store = EpisodeStore(image_store)

@@ -10,7 +10,7 @@ import torch
 
 from embodied.cli import main
 from embodied.encoders import make_encoder
-from embodied.pretrain import PretrainConfig, pretrain
+from embodied.pretrain.fit import PretrainConfig, pretrain
 from embodied.pretrain.frames import ORDERED, SHUFFLED, FrameSampler, tov_orders, triplet_times
 
 TINY_VIT = {

@@ -17,9 +17,11 @@ from embodied.cli import main
 from embodied.envs.franka.config import FrankaConfig
 from embodied.policies import POLICIES
 from embodied.policies.bc import BCConfig, BCPolicy
-from embodied.train import EMAConfig, TrainConfig, TrainingDiverged, accumulate_gradients, build_policy, train
 from embodied.training import memory
-from embodied.training_utils import StepBatchSampler
+from embodied.training.fit_policy import TrainConfig, build_policy, train
+from embodied.training.optim import EMAConfig
+from embodied.training.sampler import StepBatchSampler
+from embodied.training.trainer import TrainingDiverged, accumulate_gradients
 
 
 def job_for(store, run_dir, **overrides) -> TrainConfig:
@@ -272,9 +274,9 @@ def test_memory_estimate_measures_activations_and_plans_micro_batches(image_stor
 def test_a_mixture_of_one_store_trains_exactly_like_the_store(image_store, tmp_path):
     """The mixture path (merged statistics, MixtureDataset batches, per-dataset statistics) adds nothing of its
     own: a mixture holding a single store gives the same batches and the same losses as the store alone."""
+    from embodied.datasets.mixture import training_inputs
     from embodied.datasets.store import EpisodeStore
     from embodied.datasets.window_dataset import MixtureDataset, WindowDataset
-    from embodied.train import training_inputs
 
     store = EpisodeStore(image_store)
     alone_stats = training_inputs([store], mixture=False)[1]

@@ -22,10 +22,7 @@ off by the next writer. Every chunk carries a CRC32C checksum, so a damaged chun
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from embodied.config_checks import at_least, one_of
+from embodied.configs.checks import at_least, one_of
+from embodied.datasets._zarr import ChunkCache, acquire_lock, compressors, release_lock
+from embodied.datasets.errors import StoreCorruptError, StoreError, StoreLockedError  # noqa: F401 (re-exported)
 from embodied.datasets.stats import RunningStats, public, stats_problem
 from embodied.features import Feature
 
@@ -51,18 +50,6 @@ STEP_FEATURES = (
 EPISODE_FIELDS = {"episode_ends": "int64", "length": "int64", "success": "bool", "seed": "int64",
                   "task": "int32", "env_config": "int32"}  # fmt: skip
 STATS_KINDS = ("image", "proprio", "state", "action", "reward")
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be used as asked (missing, locked, incompatible)."""
-
-
-class StoreCorruptError(StoreError):
-    """A store whose files contradict its commit record: truncated, damaged or half-written."""
-
-
-class StoreLockedError(StoreError):
-    """Another process is writing to the store."""
 
 
 @dataclass
@@ -98,9 +85,9 @@ class EpisodeStore:
             self.close()
             raise StoreError(f"no episode store at {self.path} (zarr.json not found)")
         if mode == "a" and self._lock_fd is None:
-            self._lock_fd = _acquire_lock(self.path)
+            self._lock_fd = acquire_lock(self.path)
         self._arrays: dict[str, Any] = {}
-        self._cache = _ChunkCache(cache_bytes)
+        self._cache = ChunkCache(cache_bytes)
         try:
             try:
                 self.root = zarr.open_group(str(self.path), mode="r+" if mode == "a" else "r")
@@ -133,13 +120,13 @@ class EpisodeStore:
         if path.exists() and (not path.is_dir() or any(p.name != ".writer.lock" for p in path.iterdir())):
             raise StoreError(f"{path} exists and is not an episode store; refusing to write into it")
         path.mkdir(parents=True, exist_ok=True)
-        lock = _acquire_lock(path)  # held from before the first file until the new store is closed
+        lock = acquire_lock(path)  # held from before the first file until the new store is closed
         try:
             if (path / "zarr.json").exists():
                 raise StoreError(f"{path} was created by another writer just now; open it with mode='a'")
             cls._write_empty(path, features, metadata, storage or StorageConfig())
         except BaseException:
-            _release_lock(lock)
+            release_lock(lock)
             raise
         return cls(path, mode="a", _lock=lock)
 
@@ -155,14 +142,14 @@ class EpisodeStore:
                 shape=(0, *feature.shape),
                 chunks=(storage.chunk_steps, *feature.shape),
                 dtype=feature.dtype,
-                compressors=_compressors(storage),
+                compressors=compressors(storage),
                 # Every chunk is written, even all-zero ones: a missing chunk file then always means damage.
                 config={"write_empty_chunks": True},
             )
         for key, dtype in EPISODE_FIELDS.items():
             root.create_array(
                 f"meta/{key}", shape=(0,), chunks=(1024,), dtype=dtype,
-                compressors=_compressors(storage), config={"write_empty_chunks": True},
+                compressors=compressors(storage), config={"write_empty_chunks": True},
             )  # fmt: skip
         attrs = {
             "schema_version": SCHEMA_VERSION,
@@ -207,6 +194,12 @@ class EpisodeStore:
                 )
 
     # ------------------------------------------------------------------ description
+    @property
+    def name(self) -> str:
+        """The store's name (its directory's stem, ``data/lift.zarr`` -> ``lift``): its key in a mixture, e.g. of
+        its statistics in checkpoints (``policy.unnorm_key``)."""
+        return self.path.stem
+
     @property
     def n_episodes(self) -> int:
         return int(self._attrs["commit"]["n_episodes"])
@@ -414,7 +407,7 @@ class EpisodeStore:
 
     def close(self) -> None:
         if self._lock_fd is not None:
-            _release_lock(self._lock_fd)
+            release_lock(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> EpisodeStore:
@@ -556,74 +549,3 @@ class EpisodeStore:
         if value not in vocabulary:
             vocabulary.append(value)
         return vocabulary.index(value)
-
-
-def _acquire_lock(path: Path) -> int:
-    """Takes the store's writer lock, an exclusive flock on its directory (released by the OS if the process
-    dies), or raises StoreLockedError naming the holder. Returns the directory's file descriptor."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _lock_holder(path)
-        os.close(fd)
-        raise StoreLockedError(
-            f"{path} is being written by {holder}; one writer at a time (wait for it, or write elsewhere)"
-        ) from None
-    return fd
-
-
-def _lock_holder(path: Path) -> str:
-    """``pid N`` of the process holding the flock on ``path`` (from /proc/locks), when the OS tells."""
-    try:
-        inode = os.stat(path).st_ino
-        for line in Path("/proc/locks").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
-                return f"pid {parts[4]}"
-    except OSError:
-        pass
-    return "another process"
-
-
-def _release_lock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
-
-class _ChunkCache:
-    """Least-recently-used decompressed chunks, bounded in bytes."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: tuple, value: np.ndarray) -> None:
-        if value.nbytes > self.max_bytes:
-            return
-        self._items[key] = value
-        self.bytes += value.nbytes
-        while self.bytes > self.max_bytes:
-            _, evicted = self._items.popitem(last=False)
-            self.bytes -= evicted.nbytes
-
-
-def _compressors(storage: StorageConfig) -> list:
-    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
-
-    if storage.codec == "zstd":
-        codecs = [ZstdCodec(level=storage.level)]
-    elif storage.codec == "lz4":
-        codecs = [BloscCodec(cname="lz4", clevel=storage.level, shuffle="shuffle")]
-    elif storage.codec == "none":
-        codecs = []
-    else:
-        raise ValueError(f"unknown codec {storage.codec!r}: use zstd, lz4 or none")
-    return codecs + [Crc32cCodec()]  # a checksum per chunk: damage is an error, never silent wrong data

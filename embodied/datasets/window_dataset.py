@@ -13,12 +13,6 @@ from embodied.datasets.sampler import WindowSampler
 from embodied.datasets.store import EpisodeStore
 
 
-def dataset_key(store: EpisodeStore) -> str:
-    """A store's name in a mixture (its directory's stem, ``data/lift.zarr`` -> ``lift``): the key of its
-    statistics in checkpoints (``policy.unnorm_key``)."""
-    return Path(store.path).stem
-
-
 class WindowDataset(Dataset):
     """Windows of an episode store as tensors.
 
@@ -60,7 +54,7 @@ class WindowDataset(Dataset):
             episodes = [e for e in episodes if success[e]]
         self.sampler = WindowSampler(self.store.episode_ends, key_offsets, episodes)
         self._instructions = self.store.instructions
-        self.name = dataset_key(self.store)
+        self.name = self.store.name
         if preload:
             self.store.preload([*[k for k in key_offsets if k not in self.extra], "language_instruction"])
 

@@ -1,7 +1,7 @@
 """Vision encoders behind one interface (:class:`Encoder`), registered by name (``policy.encoder.name``).
 
-A new encoder plugs in with a config dataclass extending :class:`EncoderConfig` and a class taking
-``(config, backbone_config=None)``:
+A new encoder plugs in with a config dataclass extending :class:`EncoderConfig` (with a ``tiny(name)`` preset for the
+contract tests) and a class taking ``(config, backbone_config=None)``:
 
     ENCODERS.register("my_encoder", config=MyEncoderConfig)(MyEncoder)
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from embodied.encoders.base import Encoder, EncoderConfig, EncoderOutput, random_shift
+from embodied.encoders.augment import random_shift
+from embodied.encoders.base import Encoder, EncoderConfig, EncoderOutput
 from embodied.encoders.cnn import CNNEncoder, CNNEncoderConfig
-from embodied.encoders.fused import DinoSigLIPConfig, DinoSigLIPEncoder
+from embodied.encoders.dinosiglip import DinoSigLIPConfig, DinoSigLIPEncoder
 from embodied.encoders.resnet import ResNetEncoder, ResNetEncoderConfig
 from embodied.encoders.vit import FAMILIES, ViTEncoder, ViTEncoderConfig
 from embodied.registry import Registry
@@ -21,7 +22,7 @@ ENCODERS: Registry[type[Encoder]] = Registry("encoder")
 ENCODERS.register("cnn", config=CNNEncoderConfig)(CNNEncoder)
 for _name in ("resnet18", "resnet50"):
     ENCODERS.register(_name, config=ResNetEncoderConfig)(ResNetEncoder)
-for _name in FAMILIES:  # vit, dinov2, siglip, clip, mae
+for _name in FAMILIES.names():  # clip, dinov2, mae, siglip, vit
     ENCODERS.register(_name, config=ViTEncoderConfig)(ViTEncoder)
 ENCODERS.register("dinosiglip", config=DinoSigLIPConfig)(DinoSigLIPEncoder)
 

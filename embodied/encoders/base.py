@@ -12,11 +12,14 @@ so batch-norm statistics never drift); ``last_n`` only the last ``last_n`` block
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from embodied.configs.checks import at_least, between, one_of
+from embodied.encoders.augment import crop, random_shift
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,20 +30,32 @@ TRAIN_MODES = ("finetune", "frozen", "last_n", "lora")
 class EncoderConfig:
     """Fields every encoder has; each encoder's config dataclass extends it."""
 
-    name: str = "cnn"
+    name: str = "cnn"  # registry name; selects the encoder class
     image_size: int | None = None  # resize (square) before the backbone; null: keep the camera's size
-    train: str = "finetune"  # finetune | frozen | last_n | lora
+    train: str = "finetune"  # finetune | frozen | last_n | lora (| auto: the policy decides, openvla)
     last_n: int = 2  # train: last_n -> how many final blocks train
     lora_rank: int = 8  # train: lora -> adapter rank, alpha and dropout
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
+    lora_alpha: int = 16  # LoRA scaling: the adapters' update is multiplied by alpha / rank
+    lora_dropout: float = 0.0  # dropout on the adapters' input
     random_shift: int = 4  # training-time augmentation: shift by up to this many pixels (0: off)
     # training-time augmentation: random square crops of this fraction of the (resized) side, the centre crop
     # at evaluation (Diffusion Policy: 76 of 84 px, 0.9); 1.0: off
     crop: float = 1.0
 
+    CHECKS: ClassVar = {
+        "train": one_of(*TRAIN_MODES, "auto"), "last_n": at_least(1), "lora_rank": at_least(1),
+        "lora_dropout": between(0, 1, high_inclusive=False), "random_shift": at_least(0), "image_size": at_least(8),
+    }  # fmt: skip
+
+    @classmethod
+    def tiny(cls, name: str) -> EncoderConfig:
+        """A CPU-sized instance registered as ``name``, for contract tests (every encoder config provides one)."""
+        raise NotImplementedError(f"{cls.__name__} has no tiny() preset for the contract tests")
+
 
 class EncoderOutput(NamedTuple):
+    """What an encoder returns for a batch of images."""
+
     tokens: torch.Tensor  # (B, N, D): spatial features or patch tokens
     pooled: torch.Tensor  # (B, D): one vector per image
 
@@ -57,6 +72,11 @@ class Encoder(nn.Module):
 
     def __init__(self, config: EncoderConfig, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
+        if config.train == "auto":
+            raise ValueError(
+                "encoder.train=auto is resolved by policies that define it (policy=openvla); choose one of "
+                f"{', '.join(TRAIN_MODES)}"
+            )
         if config.train not in TRAIN_MODES:
             raise ValueError(f"encoder.train must be one of {TRAIN_MODES}, got {config.train!r}")
         if not 0.0 < config.crop <= 1.0:
@@ -116,6 +136,7 @@ class Encoder(nn.Module):
         return pixels
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[0, 1] pixels -> the backbone's normalisation (``(x - mean) / std``)."""
         return (pixels - self.mean) / self.std
 
     @property
@@ -124,6 +145,7 @@ class Encoder(nn.Module):
         return self.config.image_size
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
+        """uint8 (B, H, W, 3) images -> tokens (B, N, D) and pooled (B, pooled_dim)."""
         return self.encode(self.preprocess(images))
 
     @property
@@ -133,6 +155,7 @@ class Encoder(nn.Module):
 
     @property
     def frozen(self) -> bool:
+        """Whether nothing trains (``train: frozen``)."""
         return self.config.train == "frozen"
 
     def apply_train_mode(self) -> Encoder:
@@ -183,6 +206,7 @@ class Encoder(nn.Module):
         }
 
     def train(self, mode: bool = True) -> Encoder:
+        """Training mode; a frozen backbone stays in eval mode (see below)."""
         # A frozen backbone stays in eval mode (batch-norm statistics fixed); augmentation still follows `mode`.
         super().train(mode)
         if self.frozen:
@@ -198,84 +222,3 @@ def _after_blocks(name: str) -> bool:
     """Whether a backbone parameter sits after its blocks (a final norm or pooler), by transformers' names."""
     first = name.split(".")[0] if not name.startswith("vision_model.") else name.split(".")[1]
     return first in _POST_BLOCK_NAMES
-
-
-def load_pretrained(model_class, name_or_path: str, **kwargs):
-    """``model_class.from_pretrained`` with an error that says what to do offline; a local directory we wrote
-    (``embodied pretrain``'s output) is checked against its ``checksums.json`` first."""
-    from pathlib import Path
-
-    from embodied.integrity import verify_manifest
-
-    if Path(name_or_path).is_dir():
-        verify_manifest(name_or_path, what="pretrained directory")
-    try:
-        return model_class.from_pretrained(name_or_path, **kwargs)
-    except OSError as error:
-        raise OSError(
-            f"could not load pretrained weights {name_or_path!r}: pass a local directory holding config.json and "
-            f"model.safetensors, or a hub id this machine can download (offline: set HF_HUB_OFFLINE=1 and use the "
-            f"cache). Original error: {error}"
-        ) from None
-
-
-def checkpoint_normalisation(pretrained: str | None, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
-    """``image_mean``/``image_std`` from a checkpoint's ``preprocessor_config.json`` (a local directory or a hub id,
-    through transformers' file resolution and cache), else the given defaults."""
-    if not pretrained:
-        return mean, std
-    import json
-
-    from transformers.utils import cached_file
-
-    try:
-        path = cached_file(
-            pretrained,
-            "preprocessor_config.json",
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-    except (OSError, ValueError):
-        path = None
-    if path:
-        processor = json.loads(open(path).read())
-        if "image_mean" in processor and "image_std" in processor:
-            return tuple(processor["image_mean"]), tuple(processor["image_std"])
-    return mean, std
-
-
-def random_shift(pixels: torch.Tensor, pad: int) -> torch.Tensor:
-    """Shifts each image by a random whole number of pixels in [-pad, pad] with edge padding (DrQ's augmentation):
-    cheap, and the main defence of image BC against overfitting."""
-    batch, _, height, width = pixels.shape
-    padded = F.pad(pixels, (pad, pad, pad, pad), mode="replicate")
-    corners = torch.randint(0, 2 * pad + 1, (batch, 2), device=pixels.device)
-    return _windows(padded, corners, height, width)
-
-
-def crop(pixels: torch.Tensor, fraction: float, random: bool) -> torch.Tensor:
-    """Square crops of ``fraction`` of each side: at a random place per image (``random``, training) or the
-    centre (evaluation), Diffusion Policy's augmentation (robomimic's CropRandomizer); ``fraction`` in (0, 1] is
-    checked where the encoder's config is."""
-    batch, _, height, width = pixels.shape
-    out_h, out_w = max(1, round(height * fraction)), max(1, round(width * fraction))
-    if random:
-        corners = torch.stack(
-            [
-                torch.randint(0, height - out_h + 1, (batch,), device=pixels.device),
-                torch.randint(0, width - out_w + 1, (batch,), device=pixels.device),
-            ],
-            1,
-        )
-        return _windows(pixels, corners, out_h, out_w)
-    top, left = (height - out_h) // 2, (width - out_w) // 2
-    return pixels[:, :, top : top + out_h, left : left + out_w]
-
-
-def _windows(pixels: torch.Tensor, corners: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
-    """Per image b, the (out_h, out_w) window whose top-left corner is ``corners[b]`` (one gather, no loop)."""
-    batch, channels, _, width = pixels.shape
-    rows = torch.arange(out_h, device=pixels.device).view(1, out_h, 1) + corners[:, 0].view(batch, 1, 1)
-    cols = torch.arange(out_w, device=pixels.device).view(1, 1, out_w) + corners[:, 1].view(batch, 1, 1)
-    index = (rows * width + cols).view(batch, 1, out_h * out_w).expand(-1, channels, -1)
-    return pixels.flatten(2).gather(2, index).view(batch, channels, out_h, out_w)

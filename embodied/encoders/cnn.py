@@ -17,14 +17,23 @@ from embodied.encoders.base import Encoder, EncoderConfig, EncoderOutput
 
 @dataclass
 class CNNEncoderConfig(EncoderConfig):
+    """``encoder=cnn``: a small convolutional encoder trained from scratch (sized for CPUs)."""
+
     name: str = "cnn"
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])  # ~11 it/s fwd+bwd, batch 64, 84 px, 2 cores
-    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 1])
+    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 1])  # one per convolution
     keypoints: int = 32  # spatial-softmax maps; pooled = Linear(2 * keypoints -> dim)
-    dim: int = 128
+    dim: int = 128  # token and pooled width
+
+    @classmethod
+    def tiny(cls, name: str = "cnn") -> CNNEncoderConfig:
+        """Two 8-channel convolutions, 16-wide output."""
+        return cls(name=name, channels=[8, 8], strides=[2, 2], dim=16)
 
 
 class CNNEncoder(Encoder):
+    """Convolutions -> tokens (the last feature map, flattened) and spatial-softmax keypoints -> pooled."""
+
     def __init__(self, config: CNNEncoderConfig, backbone_config: dict | None = None):
         # Pixels scaled to [-1, 1]: nothing here was pretrained on ImageNet statistics.
         super().__init__(config, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))

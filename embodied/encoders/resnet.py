@@ -18,10 +18,9 @@ from embodied.encoders.base import (
     Encoder,
     EncoderConfig,
     EncoderOutput,
-    checkpoint_normalisation,
-    load_pretrained,
 )
 from embodied.encoders.cnn import spatial_softmax
+from embodied.encoders.hub import checkpoint_normalisation, load_pretrained
 
 ARCHITECTURES = {
     "resnet18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64),
@@ -34,6 +33,8 @@ POOLS = ("mean", "spatial_softmax")
 
 @dataclass
 class ResNetEncoderConfig(EncoderConfig):
+    """``encoder=resnet18|resnet50``: transformers' ``ResNetModel``."""
+
     name: str = "resnet18"
     pretrained: str | None = None  # hub id (e.g. microsoft/resnet-18) or local directory; null: random init
     model: dict | None = None  # overrides of the ResNetConfig when building from config (e.g. tiny for tests)
@@ -42,6 +43,12 @@ class ResNetEncoderConfig(EncoderConfig):
     keypoints: int = 32  # pool: spatial_softmax
     # pool: spatial_softmax -> width of the pooled vector (Diffusion Policy: 64); null: the backbone's width
     pooled_dim: int | None = None
+
+    @classmethod
+    def tiny(cls, name: str = "resnet18") -> ResNetEncoderConfig:
+        """Two basic stages, 8 and 16 channels."""
+        return cls(name=name, model={"layer_type": "basic", "depths": [1, 1], "hidden_sizes": [8, 16],
+                                     "embedding_size": 8})  # fmt: skip
 
 
 class ResNetEncoder(Encoder):

@@ -25,10 +25,10 @@ from embodied.encoders.base import (
     Encoder,
     EncoderConfig,
     EncoderOutput,
-    checkpoint_normalisation,
-    load_pretrained,
 )
 from embodied.encoders.cnn import spatial_softmax
+from embodied.encoders.hub import checkpoint_normalisation, load_pretrained
+from embodied.registry import Registry
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -37,6 +37,8 @@ POOLS = ("cls", "mean", "spatial_softmax")
 
 
 class Family(NamedTuple):
+    """How to build one transformers vision family."""
+
     model: str  # transformers model class
     config: str  # transformers config class
     mean: tuple
@@ -45,30 +47,44 @@ class Family(NamedTuple):
     defaults: dict  # config values that differ from the class default for our use
 
 
-FAMILIES = {
-    "vit": Family("ViTModel", "ViTConfig", HALF, HALF, True, {}),
-    "dinov2": Family("Dinov2Model", "Dinov2Config", IMAGENET_MEAN, IMAGENET_STD, True, {}),
-    "siglip": Family("SiglipVisionModel", "SiglipVisionConfig", HALF, HALF, False, {}),
-    "clip": Family("CLIPVisionModel", "CLIPVisionConfig", CLIP_MEAN, CLIP_STD, True, {}),
-    # mask_ratio 0: as an encoder ViTMAE sees every patch (pretraining uses its own 0.75)
-    "mae": Family("ViTMAEModel", "ViTMAEConfig", IMAGENET_MEAN, IMAGENET_STD, True, {"mask_ratio": 0.0}),
-}
+# the transformer families, each also an encoder name (``encoder=dinov2``)
+FAMILIES: Registry[Family] = Registry("transformer family")
+FAMILIES.register("vit")(Family("ViTModel", "ViTConfig", HALF, HALF, True, {}))
+FAMILIES.register("dinov2")(Family("Dinov2Model", "Dinov2Config", IMAGENET_MEAN, IMAGENET_STD, True, {}))
+FAMILIES.register("siglip")(Family("SiglipVisionModel", "SiglipVisionConfig", HALF, HALF, False, {}))
+FAMILIES.register("clip")(Family("CLIPVisionModel", "CLIPVisionConfig", CLIP_MEAN, CLIP_STD, True, {}))
+# mask_ratio 0: as an encoder ViTMAE sees every patch (pretraining uses its own 0.75)
+FAMILIES.register("mae")(Family("ViTMAEModel", "ViTMAEConfig", IMAGENET_MEAN, IMAGENET_STD, True, {"mask_ratio": 0.0}))
 
 
 @dataclass
 class ViTEncoderConfig(EncoderConfig):
+    """``encoder=vit|dinov2|siglip|clip|mae``: a transformers vision transformer (the name picks the family)."""
+
     name: str = "dinov2"
     pretrained: str | None = None  # hub id or local directory; null: built from `model` with random weights
     model: dict = field(default_factory=dict)  # overrides of the transformers config when building from config
     pool: str = "cls"  # cls | mean | spatial_softmax
     keypoints: int = 32  # pool: spatial_softmax
 
+    @classmethod
+    def tiny(cls, name: str = "dinov2") -> ViTEncoderConfig:
+        """2 layers, 32 wide, 8 px patches on 32 px images (a 4x4 grid)."""
+        return cls(name=name, model=dict(TINY_VIT))
+
+
+# a transformer small enough for tests: a 4x4 patch grid on 32 px images
+TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+            "image_size": 32, "patch_size": 8}  # fmt: skip
+
 
 class ViTEncoder(Encoder):
+    """Patch tokens of a transformers vision transformer, pooled as ``pool`` says (see the module docstring)."""
+
     def __init__(self, config: ViTEncoderConfig, backbone_config: dict | None = None):
-        family = FAMILIES[config.name] if config.name in FAMILIES else None
-        if family is None:
-            raise ValueError(f"no transformer family {config.name!r}; known: {sorted(FAMILIES)}")
+        if config.name not in FAMILIES:
+            raise ValueError(f"no transformer family {config.name!r}; known: {', '.join(FAMILIES.names())}")
+        family = FAMILIES.get(config.name)
         if config.pool not in POOLS:
             raise ValueError(f"encoder.pool must be one of {POOLS}, got {config.pool!r}")
         mean, std = checkpoint_normalisation(config.pretrained, family.mean, family.std)

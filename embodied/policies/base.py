@@ -7,50 +7,25 @@ Horizons follow Chi et al.: a policy sees ``n_obs_steps`` observations ending no
 starting at the first observed step, and the caller executes ``n_action_steps`` of them (those from the current
 step on) before asking again.
 
-Checkpoint directory (``save_pretrained``; ``Policy.from_pretrained(dir)`` needs nothing else)::
-
-    model.safetensors    weights, normalisation buffers included
-    config.yaml          the resolved config: ``policy`` (and, from `embodied train`, ``env``, optimiser, ...)
-    features.json        the dataset features the policy was built for
-    dataset_stats.json   the statistics its normalisation came from
-    encoders/<camera>.json  each encoder's config and its backbone's own config (rebuilt offline)
-    checksums.json       size and SHA-256 of every file, checked on load (embodied.integrity)
+Checkpoints (``save_pretrained`` / ``Policy.from_pretrained``): see :mod:`embodied.policies.checkpoint`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from embodied.config_checks import at_least
 from embodied.datasets.sampler import horizon_offsets
-from embodied.features import Feature
+from embodied.features import INSTRUCTION, Feature
+from embodied.policies.config import PolicyConfig
 from embodied.policies.normalize import Normalizer
-
-
-@dataclass
-class PolicyConfig:
-    """Fields every policy has; each policy's config dataclass extends it."""
-
-    name: str = ""
-    n_obs_steps: int = 1  # observations the policy sees, ending at the current step
-    horizon: int = 8  # actions predicted per call, starting at the first observed step
-    n_action_steps: int = 8  # actions executed per call, from the current step on
-    # observation keys; null: every camera + proprio when the data has images, else proprio + state
-    obs_keys: list[str] | None = None
-    # normalisation per feature kind: mean_std | min_max | identity
-    normalization: dict[str, str] = field(
-        default_factory=lambda: {"proprio": "mean_std", "state": "mean_std", "action": "min_max"}
-    )
-
-    CHECKS: ClassVar = {"n_obs_steps": at_least(1), "horizon": at_least(1), "n_action_steps": at_least(1)}
 
 
 class Policy(nn.Module):
@@ -63,7 +38,8 @@ class Policy(nn.Module):
         config: the policy's config dataclass.
         features: the dataset's features by key (``EpisodeStore.features``).
         stats: the dataset's statistics by key (``EpisodeStore.stats``).
-        encoder_configs: saved encoder configs (from a checkpoint), so backbones are rebuilt without a download.
+        checkpoint_dir: when restoring, the checkpoint being loaded: a policy rebuilds from its files what it
+            needs besides the weights (encoder backbone configs, so nothing is downloaded; the VLA's tokenizer).
     """
 
     def __init__(
@@ -71,7 +47,7 @@ class Policy(nn.Module):
         config: PolicyConfig,
         features: Mapping[str, Feature],
         stats: Mapping[str, Mapping],
-        encoder_configs: Mapping[str, dict] | None = None,
+        checkpoint_dir: str | Path | None = None,
     ):
         super().__init__()
         last_executable = config.horizon - config.n_obs_steps + 1
@@ -89,7 +65,10 @@ class Policy(nn.Module):
         self.lowdim_keys = [k for k in self.obs_keys if self.features[k].kind != "image"]
         self.action_dim = int(self.features["action"].shape[-1])
         self.dataset_stats = {k: dict(v) for k, v in stats.items()}
-        self.saved_encoder_configs = dict(encoder_configs or {})
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.saved_encoder_configs = {
+            p.stem: _read_json(p) for p in sorted((self.checkpoint_dir / "encoders").glob("*.json"))
+        } if self.checkpoint_dir is not None else {}  # fmt: skip
         modes = {k: config.normalization.get(self.features[k].kind, "identity") for k in self.lowdim_keys}
         modes["action"] = config.normalization.get("action", "identity")
         self.normalizer = Normalizer(modes, self.dataset_stats)
@@ -103,8 +82,13 @@ class Policy(nn.Module):
         raise NotImplementedError
 
     def predict_chunk(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Prepared observations (B, n_obs_steps, ...) -> normalised actions (B, horizon, action_dim)."""
+        """Prepared observations (B, n_obs_steps, ...) -> normalised actions (B, horizon, action_dim);
+        :meth:`unnormalize_actions` maps them back to the env's action space."""
         raise NotImplementedError
+
+    def unnormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Normalised actions (B, T, action_dim) -> raw env actions (the normaliser's ``action`` statistics)."""
+        return self.normalizer.unnormalize("action", actions)
 
     def reset(self) -> None:
         """Clears any state kept between calls (none here); called before each evaluation run."""
@@ -116,6 +100,7 @@ class Policy(nn.Module):
     # ------------------------------------------------------------------ shared behaviour
     @property
     def device(self) -> torch.device:
+        """Where the policy's weights are."""
         return next(self.parameters()).device
 
     def key_offsets(self) -> dict[str, list[int]]:
@@ -145,7 +130,7 @@ class Policy(nn.Module):
             chunk = self.predict_chunk(self.prepare_obs(obs))
         finally:
             self.train(was_training)
-        actions = self.normalizer.unnormalize("action", chunk.float())
+        actions = self.unnormalize_actions(chunk.float())
         start = self.config.n_obs_steps - 1
         return actions[:, start : start + self.config.n_action_steps]
 
@@ -171,8 +156,8 @@ class Policy(nn.Module):
             if key in self.lowdim_keys:
                 value = self.normalizer.normalize(key, value.float())
             out[key] = value
-        if "language_instruction" in obs:  # a list of strings, for language-conditioned policies
-            out["language_instruction"] = list(obs["language_instruction"])
+        if INSTRUCTION in obs:  # a list of strings, for language-conditioned policies
+            out[INSTRUCTION] = list(obs[INSTRUCTION])
         return out
 
     def masked_action_loss(self, pred: torch.Tensor, batch: Mapping[str, Any], kind: str = "l1") -> torch.Tensor:
@@ -191,72 +176,22 @@ class Policy(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path, run_config: Mapping | None = None, manifest: bool = True) -> Path:
-        """Writes the checkpoint files (see the module docstring) into ``directory``; ``manifest=False`` leaves
+        """Writes a self-contained checkpoint (see :mod:`embodied.policies.checkpoint`); ``manifest=False`` leaves
         ``checksums.json`` to a caller that adds files of its own (the trainer's state)."""
-        from omegaconf import OmegaConf
+        from embodied.policies.checkpoint import save_policy
 
-        directory = Path(directory)
-        (directory / "encoders").mkdir(parents=True, exist_ok=True)
-        self.save_weights(directory / "model.safetensors")
-        config = dict(run_config or {})
-        config["policy"] = self.saved_config()
-        OmegaConf.save(OmegaConf.create(config), directory / "config.yaml")
-        _write_json(directory / "features.json", [f.to_dict() for f in self.features.values()])
-        _write_json(directory / "dataset_stats.json", self.dataset_stats)
-        for name, encoder in self.encoder_configs().items():
-            _write_json(directory / "encoders" / f"{name}.json", encoder)
-        self.save_extra_files(directory)
-        if manifest:
-            from embodied.integrity import write_manifest
-
-            write_manifest(directory)
-        return directory
-
-    def save_extra_files(self, directory: Path) -> None:
-        """Policy-specific checkpoint files beside the common ones (the VLA's tokenizer, LM config, ...)."""
+        return save_policy(self, directory, run_config, manifest)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Policy:
-        """Rebuilds a policy from a checkpoint directory alone (no dataset, no hub access).
+        """Rebuilds a policy from a checkpoint directory alone (no dataset, no hub access); damaged files raise
+        :class:`embodied.integrity.CheckpointError` naming them."""
+        from embodied.policies.checkpoint import load_policy
 
-        Every file is checked against ``checksums.json`` first; a damaged or unreadable checkpoint raises
-        :class:`embodied.integrity.CheckpointError` naming the file.
-        """
-        from omegaconf import OmegaConf
+        return load_policy(directory, device)
 
-        from embodied.integrity import CheckpointError, verify_manifest
-        from embodied.policies import POLICIES
-
-        directory = Path(directory)
-        missing = [
-            n
-            for n in ("model.safetensors", "config.yaml", "features.json", "dataset_stats.json")
-            if not (directory / n).is_file()
-        ]
-        if missing:
-            raise FileNotFoundError(f"{directory} is not a policy checkpoint: missing {', '.join(missing)}")
-        verify_manifest(directory)
-        try:
-            policy_cfg = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"))["policy"]
-            features = {d["key"]: Feature.from_dict(d) for d in _read_json(directory / "features.json")}
-            stats = _read_json(directory / "dataset_stats.json")
-            encoders = {p.stem: _read_json(p) for p in sorted((directory / "encoders").glob("*.json"))}
-        except Exception as error:  # parse errors of our own files: the checkpoint is damaged, not the code
-            raise CheckpointError(f"checkpoint {directory} cannot be read: {type(error).__name__}: {error}") from None
-        config = POLICIES.config_from(policy_cfg)
-        policy_class = POLICIES.get(config.name)
-        extra = policy_class.restore_kwargs(directory)
-        policy = policy_class(config, features, stats, encoder_configs=encoders, **extra)
-        weights = directory / "model.safetensors"
-        try:
-            policy.load_weights(weights, str(device))
-        except Exception as error:
-            raise CheckpointError(f"{weights} cannot be loaded: {type(error).__name__}: {error}") from None
-        bad = next((name for name, value in policy.state_dict().items()
-                    if value.is_floating_point() and not torch.isfinite(value).all()), None)  # fmt: skip
-        if bad is not None:
-            raise CheckpointError(f"{weights}: weight {bad!r} holds NaN or inf; the checkpoint is unusable")
-        return policy.to(device)
+    def save_extra_files(self, directory: Path) -> None:
+        """Policy-specific checkpoint files beside the common ones (the VLA's tokenizer, LM config, ...)."""
 
     def save_weights(self, path: Path) -> None:
         """Writes ``model.safetensors`` (every weight and buffer); policies that leave weights out override it."""
@@ -267,11 +202,6 @@ class Policy(nn.Module):
     def saved_config(self) -> dict:
         """The ``policy`` section of the checkpoint's config.yaml."""
         return asdict(self.config)
-
-    @classmethod
-    def restore_kwargs(cls, directory: Path) -> dict:
-        """Extra constructor arguments a policy rebuilds from its checkpoint's own files (none here)."""
-        return {}
 
     def load_weights(self, path: Path, device: str) -> None:
         """Loads ``model.safetensors`` (strict: every weight must be there)."""
@@ -302,10 +232,6 @@ def resolve_obs_keys(requested: list[str] | None, features: Mapping[str, Feature
         observable = [k for k, f in features.items() if f.kind in ("image", "proprio", "state")]
         raise KeyError(f"policy.obs_keys {unknown} are not observations of this dataset; it has {observable}")
     return list(requested)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=1))
 
 
 def _read_json(path: Path) -> Any:

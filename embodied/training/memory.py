@@ -111,13 +111,15 @@ def available_memory(device: torch.device) -> int:
 
 
 def estimate(policy, batch_of, ema: bool, autocast) -> MemoryEstimate:
-    """Measures what training ``policy`` needs. ``batch_of(n)`` returns a real batch of ``n`` samples."""
+    """Measures what training ``policy`` (any model with ``compute_loss``) needs. ``batch_of(n)`` returns a real
+    batch of ``n`` samples."""
     params = list(policy.parameters())
     trainable = [p for p in params if p.requires_grad]
     weight_bytes = sum(p.numel() * p.element_size() for p in params)
     weight_bytes += sum(b.numel() * b.element_size() for b in policy.buffers())
     grad_bytes = sum(p.numel() * p.element_size() for p in trainable)
-    encoders = {id(e): e for e in policy.image_encoders().values()}.values()
+    # image encoders (a policy's ``encoders``): their share of the activations is what freezing them would save
+    encoders = list(getattr(policy, "encoders", {}).values())
     encoder_trainable = sum(p.numel() for e in encoders for p in e.parameters() if p.requires_grad)
     # batches of 2 and 4 (BatchNorm refuses a batch of one): the difference is what each sample adds
     small, small_encoder = _saved_bytes(policy, batch_of(2), autocast, encoders)
@@ -189,7 +191,7 @@ def _message(estimate: MemoryEstimate, size: int, budget: int, device: torch.dev
 def _saved_bytes(policy, batch: Mapping[str, Any], autocast, encoders) -> tuple[int, int]:
     """(bytes autograd saves for backward in one training forward pass, the share saved inside ``encoders``),
     parameters excluded; side-effect free (RNG, buffers and gradients are as before)."""
-    from embodied.training_utils import rng_state, set_rng_state
+    from embodied.runtime import rng_state, set_rng_state
 
     parameter_storages = {p.untyped_storage().data_ptr() for p in policy.parameters()}
     seen: dict[int, int] = {}

@@ -11,7 +11,7 @@ from embodied.datasets.store import EpisodeStore
 from embodied.encoders.cache import CACHE_DIR, FeatureCacheError, clear_cache, load_features
 from embodied.envs.franka.config import FrankaConfig
 from embodied.policies.bc import BCConfig
-from embodied.train import TrainConfig, build_policy, train
+from embodied.training.fit_policy import TrainConfig, build_policy, train
 
 TINY_DINO = {
     "name": "dinov2",

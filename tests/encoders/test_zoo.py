@@ -18,7 +18,7 @@ TINY = {
     "image_size": 32,
     "patch_size": 8,
 }
-TRANSFORMERS = sorted(FAMILIES)  # clip, dinov2, mae, siglip, vit
+TRANSFORMERS = FAMILIES.names()  # clip, dinov2, mae, siglip, vit
 
 
 def tiny(name, **fields):

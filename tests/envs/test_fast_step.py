@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embodied.envs import make_env
-from embodied.envs.franka.experts import ExpertConfig, make_expert
+from embodied.envs import ExpertConfig, make_env, make_expert
 
 
 @pytest.mark.parametrize("task", ["lift", "pick_place_can"])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embodied.envs import ENVS, env_config, make_env, make_vector_env
-from embodied.envs.franka.experts import ExpertConfig, make_expert
+from embodied.envs import ENVS, ExpertConfig, env_config, make_env, make_expert, make_vector_env
 from embodied.envs.franka.tasks import TASKS
 
 
@@ -21,13 +20,13 @@ def test_image_observation_schema():
     env = make_env({"name": "franka", "task": "lift", "cameras": ["agentview", "robot0_eye_in_hand"], "image_size": 48})
     try:
         obs, info = env.reset(seed=0)
-        assert set(obs) == {"images/agentview", "images/robot0_eye_in_hand", "proprio", "state", "instruction"}
+        assert set(obs) == {"images/agentview", "images/robot0_eye_in_hand", "proprio", "state", "language_instruction"}
         for camera in ("agentview", "robot0_eye_in_hand"):
             image = obs[f"images/{camera}"]
             assert image.shape == (48, 48, 3) and image.dtype == np.uint8
             assert image.std() > 10, f"{camera} image is nearly uniform: nothing rendered"
         assert obs["proprio"].shape == (9,) and obs["proprio"].dtype == np.float32
-        assert obs["instruction"] == "lift the red cube"
+        assert obs["language_instruction"] == "lift the red cube"
         assert env.observation_space.contains(obs)
         assert info == {"is_success": False}
         obs2, reward, terminated, truncated, info = env.step(np.zeros(7, np.float32))
@@ -101,7 +100,7 @@ def test_config_errors_name_the_problem():
         env_config({"name": "franka", "no_such_field": 1})
     with pytest.raises(KeyError, match="unknown env 'nope'"):
         make_env({"name": "nope"})
-    with pytest.raises(ValueError, match="env.task='juggle': must be one of lift, stack, pick_place_can"):
+    with pytest.raises(ValueError, match="env.task='juggle': must be one of lift, pick_place_can, stack"):
         make_env({"name": "franka", "task": "juggle", "obs_mode": "state"})
     with pytest.raises(ValueError, match="camera 'ceiling' not in task"):
         make_env({"name": "franka", "cameras": ["ceiling"]})

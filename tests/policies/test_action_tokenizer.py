@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from embodied.policies.vla import ActionTokenizer
+from embodied.policies.openvla.action_tokenizer import ActionTokenizer
 
 VOCAB = 32000
 Q01 = [-0.5, -0.2, 0.0, -1.0, -1.0, -0.3, -1.0]

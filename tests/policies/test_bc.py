@@ -113,7 +113,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_lora_transformer_policy_round_trip(store, tmp_path):
-    from embodied.train import describe_parameters
+    from embodied.training.fit_policy import describe_parameters
 
     encoder = {
         "name": "dinov2",

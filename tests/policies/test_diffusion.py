@@ -10,13 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodied.cli import compose, validated
+from embodied.configs import compose, validated
 from embodied.datasets.store import EpisodeStore
 from embodied.datasets.window_dataset import WindowDataset
-from embodied.evaluate import eval_env_config, evaluate
+from embodied.evaluation.evaluate import eval_env_config, evaluate
 from embodied.policies import Policy, make_policy
-from embodied.policies.denoisers import ConditionalUnet1D, Conv1d, TransformerDenoiser
-from embodied.train import EMAConfig, TrainConfig, make_ema, train
+from embodied.policies.diffusion.denoisers import ConditionalUnet1D, Conv1d, TransformerDenoiser
+from embodied.training.fit_policy import TrainConfig, train
+from embodied.training.optim import EMAConfig, make_ema
 
 TINY_ENCODER = {"name": "cnn", "channels": [8, 8], "strides": [2, 2], "dim": 16, "random_shift": 0, "crop": 0.9}
 TINY = {"name": "diffusion", "down_dims": [16, 32], "step_embed_dim": 16, "encoder": TINY_ENCODER}

@@ -3,6 +3,7 @@ LoRA (peft) adapters-only and merged checkpoints, language conditioning, mixture
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -11,13 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodied.cli import compose, validated
+from embodied.configs import compose, validated
 from embodied.datasets.store import EpisodeStore
 from embodied.datasets.window_dataset import WindowDataset
 from embodied.policies import Policy, make_policy
-from embodied.policies.vla.language_model import default_tokenizer
-from embodied.policies.vla.policy import ACTION, BOS, EOS, IMAGE, PAD, SLOT, TEXT
-from embodied.train import TrainConfig, train
+from embodied.policies.openvla.language_model import default_tokenizer
+from embodied.policies.openvla.sequence import ACTION, BOS, EOS, IMAGE, PAD, SLOT, TEXT
+from embodied.training.fit_policy import TrainConfig, train
 
 TINY_ENCODER = {"name": "cnn", "channels": [8, 8], "strides": [4, 4], "dim": 16, "random_shift": 0}  # 2x2 tokens
 TINY_LM = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -50,7 +51,7 @@ def test_configs_compose_openvla_defaults():
     # OpenVLA's fine-tuning recipe: LoRA r 32 / alpha 16 (LM and vision towers) where weights are pretrained, batch 16
     assert (p.lm.train, p.lm.lora_rank, p.lm.lora_alpha, p.lm.lora_dropout) == ("auto", 32, 16, 0.0)
     assert (p.encoder["train"], p.encoder["lora_rank"], p.encoder["lora_alpha"], job.batch_size) == ("auto", 32, 16, 16)
-    from embodied.policies.vla.policy import resolve_train_modes
+    from embodied.policies.openvla.config import resolve_train_modes
 
     resolve_train_modes(p)
     assert (p.lm.train, p.encoder["train"]) == ("full", "finetune")  # random weights: nothing to preserve
@@ -152,12 +153,10 @@ def test_parallel_decoding_returns_a_chunk_of_k_actions(store, head):
     slots = inputs.kinds[0] == SLOT
     with torch.no_grad():
         before = policy.decoder_hidden(inputs)
-        changed = dict(inputs)
         embeds = inputs.inputs_embeds.clone()
         last_slot = int(torch.nonzero(slots)[-1])
         embeds[:, last_slot] += 1.0
-        changed["inputs_embeds"] = embeds
-        after = policy.decoder_hidden(type(inputs)(changed))
+        after = policy.decoder_hidden(dataclasses.replace(inputs, inputs_embeds=embeds))
     first_slot = int(torch.nonzero(slots)[0])
     assert not torch.allclose(before[:, first_slot], after[:, first_slot])  # an earlier slot sees a later one
     assert torch.allclose(before[:, ~slots], after[:, ~slots])  # the prompt stays causal
@@ -167,7 +166,7 @@ def test_training_save_load_and_rollout(store, tmp_path):
     """`embodied train`'s loop on the real store: the loss falls, accuracy and L1 are logged, the checkpoint
     holds the tokenizer, LM config and dataset statistics, reloads to identical actions, and rolls out (the
     evaluation passes each env's instruction)."""
-    from embodied.evaluate import eval_env_config, evaluate
+    from embodied.evaluation.evaluate import eval_env_config, evaluate
 
     overrides = ["policy=openvla", f"dataset={store.path}", "steps=60", "batch_size=16", "log_every=20",
                  "checkpoint_every=60", "progress=false", "env.image_size=32", *ENCODER_OVERRIDES,
@@ -280,7 +279,8 @@ def test_mixture_keeps_statistics_per_dataset(image_store, tmp_path):
     with pytest.raises(KeyError, match="lift_copy"):
         policy.predict_action(obs_of(policy, batch))
     # `embodied eval` picks the statistics (and may switch the task of a multi-task checkpoint)
-    from embodied.evaluate import EvalConfig, run_eval
+    from embodied.jobs.eval import EvalConfig
+    from embodied.jobs.eval import run as run_eval
 
     job = EvalConfig(checkpoint=str(final), episodes=1, num_envs=1, videos=0, max_episode_steps=3, progress=False)
     with pytest.raises(ValueError, match="unnorm_key"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from embodied.config_checks import at_least, non_empty, one_of, positive
+from embodied.configs.checks import at_least, non_empty, one_of, positive
+from embodied.envs.base import EnvConfig
 
 
 @dataclass
@@ -20,7 +21,7 @@ class RenderConfig:
 
     shadows: bool = False  # shadow maps cost a second pass per light
     reflections: bool = False  # the table's reflection doubles the geometry drawn
-    skybox: bool = False
+    skybox: bool = False  # the sky texture behind the scene
     offsamples: int = 0  # MSAA samples of the offscreen buffer
     textures: bool = False  # True: full textures (~20% slower steps); False: each material in its texture's mean colour
     simplify_meshes: bool = True  # draw a body's collision geometry when its visual meshes exceed face_budget
@@ -30,22 +31,22 @@ class RenderConfig:
 
 
 @dataclass
-class FrankaConfig:
+class FrankaConfig(EnvConfig):
     """The Franka Panda in robosuite behind the gymnasium API (``env=franka``)."""
 
     name: str = "franka"  # registry name; selects the env class
-    task: str = "lift"  # one of embodied.envs.franka.tasks.TASKS
+    task: str = "lift"  # lift | stack | pick_place_can (embodied.envs.franka.tasks.TASKS)
     obs_mode: str = "image"  # "image": cameras + proprio + state; "state": no rendering at all
     cameras: list[str] = field(default_factory=lambda: ["agentview"])  # robosuite camera names
     image_size: int = 84  # square camera images, pixels
     control_freq: int = 20  # policy steps per second (robosuite runs 25 physics substeps at 20 Hz)
-    max_episode_steps: int | None = None  # None: the task's own limit
+    max_episode_steps: int | None = None  # null: the task's own limit
     terminate_on_success: bool = True  # end the episode (terminated=True) at the first success
     model_seed: int = 0  # seeds robosuite's draw of object sizes when it builds the model
     fast_step: bool = True  # robosuite's physics and controller with less Python per substep (fast_step.py)
     render_size: int = 256  # frames returned by render(), for videos
-    video_camera: str = "agentview"
-    render: RenderConfig = field(default_factory=RenderConfig)
+    video_camera: str = "agentview"  # the camera of render() frames (videos)
+    render: RenderConfig = field(default_factory=RenderConfig)  # renderer settings (cameras and videos)
 
     CHECKS: ClassVar = {
         "obs_mode": one_of("image", "state"), "cameras": non_empty(), "image_size": at_least(8),
@@ -56,4 +57,17 @@ class FrankaConfig:
         from embodied.envs.franka.tasks import TASKS
 
         if self.task not in TASKS:
-            raise ValueError(f"env.task={self.task!r}: must be one of {', '.join(TASKS)}")
+            raise ValueError(f"env.task={self.task!r}: must be one of {', '.join(TASKS.names())}")
+
+    def adapt_to(self, cameras: list[str], image_size: int | None) -> FrankaConfig:
+        """Renders only ``cameras`` (none: ``obs_mode=state``, no rendering at all) at ``image_size``."""
+        from dataclasses import replace
+
+        if not cameras:
+            return replace(self, obs_mode="state")
+        return replace(self, obs_mode="image", cameras=list(cameras), image_size=image_size or self.image_size)
+
+    @classmethod
+    def tiny(cls) -> FrankaConfig:
+        """A small instance for contract tests: lift, one 32 px camera, 20-step episodes."""
+        return cls(task="lift", image_size=32, max_episode_steps=20)

@@ -2,8 +2,8 @@
 
 Observations: ``images/<camera>`` uint8 (H, W, 3), ``proprio`` float32 (9,) = end-effector position (3, m,
 world frame), orientation quaternion (4, xyzw), gripper finger positions (2, m); ``state`` float32:
-the task's object state (privileged, for state-only policies and experts); ``instruction``: the task's
-language instruction. Action: 7-D in [-1, 1]: end-effector position delta (3, scaled to 5 cm), axis-angle
+the task's object state (privileged, for state-only policies and experts); ``language_instruction``: the
+task's language instruction. Action: 7-D in [-1, 1]: end-effector position delta (3, scaled to 5 cm), axis-angle
 rotation delta (3, scaled to 0.5 rad), gripper (-1 open, +1 close): robosuite's OSC_POSE controller.
 """
 
@@ -14,10 +14,11 @@ from dataclasses import asdict
 import gymnasium as gym
 import numpy as np
 
+from embodied.envs.base import Env
 from embodied.envs.franka._robosuite import import_robosuite
 from embodied.envs.franka.config import FrankaConfig
 from embodied.envs.franka.tasks import get_task
-from embodied.features import Feature
+from embodied.features import INSTRUCTION, Feature
 
 PROPRIO_DIM = 9
 ACTION_DIM = 7
@@ -33,7 +34,7 @@ def controller_config() -> dict:
     return config
 
 
-class FrankaEnv(gym.Env):
+class FrankaEnv(Env):
     """A robosuite manipulation task with the Panda arm; see the module docstring for spaces."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -121,7 +122,7 @@ class FrankaEnv(gym.Env):
                 spaces[feature.key] = gym.spaces.Box(0, 255, feature.shape, np.uint8)
             elif feature.kind in ("proprio", "state"):
                 spaces[feature.key] = gym.spaces.Box(-np.inf, np.inf, feature.shape, np.float32)
-        spaces["instruction"] = gym.spaces.Text(_MAX_INSTRUCTION_LENGTH, charset=_instruction_charset())
+        spaces[INSTRUCTION] = gym.spaces.Text(_MAX_INSTRUCTION_LENGTH, charset=_instruction_charset())
         return gym.spaces.Dict(spaces)
 
     def _check_cameras(self) -> None:
@@ -194,7 +195,7 @@ class FrankaEnv(gym.Env):
             [raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]]
         ).astype(np.float32)
         obs["state"] = raw["object-state"].astype(np.float32)
-        obs["instruction"] = self.task.instruction
+        obs[INSTRUCTION] = self.task.instruction
         return obs
 
 

@@ -11,16 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embodied.envs import ExpertConfig
+from embodied.registry import Registry
+
 _POS_SCALE = 0.05  # metres per unit action (robosuite OSC_POSE output_max)
 _ROT_SCALE = 0.5  # radians per unit action
 OPEN, CLOSE = -1.0, 1.0
-
-
-@dataclass
-class ExpertConfig:
-    noise: float = 0.1  # std of Gaussian noise on position/rotation commands, in action units
-    gain: float = 0.7  # proportional gain on the position error (1.0 would close it in one step)
-    seed: int = 0
 
 
 @dataclass
@@ -52,9 +48,11 @@ class PickPlaceExpert:
 
     # -------------------------------------------------------------- per task
     def object_body(self) -> str:
+        """The name of the body to grasp."""
         raise NotImplementedError
 
     def place_target(self) -> np.ndarray | None:
+        """Where to put the object (world frame, m); None: lift only."""
         return None
 
     # -------------------------------------------------------------- control
@@ -112,6 +110,7 @@ class PickPlaceExpert:
 
     @property
     def phase(self) -> str:
+        """The current waypoint's name (grasp, lift, ...)."""
         return self._plan[self._index].name
 
     # -------------------------------------------------------------- simulator state
@@ -134,11 +133,15 @@ class PickPlaceExpert:
 
 
 class LiftExpert(PickPlaceExpert):
+    """Lift: grasp the cube and raise it."""
+
     def object_body(self) -> str:
         return self.sim_env.cube.root_body
 
 
 class StackExpert(PickPlaceExpert):
+    """Stack: grasp cube A and release it just above cube B."""
+
     place_clearance = 0.055  # cubeB half-size 0.025 + cubeA half-size 0.02 + a 1 cm drop
 
     def object_body(self) -> str:
@@ -150,6 +153,8 @@ class StackExpert(PickPlaceExpert):
 
 
 class PickPlaceCanExpert(PickPlaceExpert):
+    """PickPlaceCan: grasp the can and release it above its bin."""
+
     align_yaw = False
     lift_height = 0.15
     place_clearance = 0.10
@@ -161,9 +166,13 @@ class PickPlaceCanExpert(PickPlaceExpert):
         return np.array(self.sim_env.target_bin_placements[self.sim_env.object_id])
 
 
-EXPERTS = {"lift": LiftExpert, "stack": StackExpert, "pick_place_can": PickPlaceCanExpert}
+# the expert of each task (the env-level registry, embodied.envs.EXPERTS, maps "franka" to make_expert)
+TASK_EXPERTS: Registry[type[PickPlaceExpert]] = Registry("franka expert")
+TASK_EXPERTS.register("lift")(LiftExpert)
+TASK_EXPERTS.register("stack")(StackExpert)
+TASK_EXPERTS.register("pick_place_can")(PickPlaceCanExpert)
 
 
 def make_expert(env, config: ExpertConfig | None = None) -> PickPlaceExpert:
     """The scripted expert for a franka env's task."""
-    return EXPERTS[env.config.task](env, config)
+    return TASK_EXPERTS.get(env.config.task)(env, config)

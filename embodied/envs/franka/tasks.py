@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from embodied.registry import Registry
+
 
 @dataclass(frozen=True)
 class Task:
-    robosuite_env: str
-    instruction: str
+    """One franka task (``env.task=<name>``)."""
+
+    robosuite_env: str  # the robosuite environment class name
+    instruction: str  # the episode's language instruction
     # Long enough for the scripted expert with noise and a few steps to spare; policies get the same limit.
     max_episode_steps: int
-    make_kwargs: dict = field(default_factory=dict)
+    make_kwargs: dict = field(default_factory=dict)  # extra robosuite.make arguments
 
 
-TASKS: dict[str, Task] = {
-    "lift": Task("Lift", "lift the red cube", 100),
-    "stack": Task("Stack", "stack the red cube on the green cube", 200),
-    "pick_place_can": Task("PickPlaceCan", "put the can in its bin", 250),
-}
+TASKS: Registry[Task] = Registry("franka task")
+TASKS.register("lift")(Task("Lift", "lift the red cube", 100))
+TASKS.register("stack")(Task("Stack", "stack the red cube on the green cube", 200))
+TASKS.register("pick_place_can")(Task("PickPlaceCan", "put the can in its bin", 250))
 
 
 def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown franka task {name!r}; available: {', '.join(sorted(TASKS))}") from None
+    """The task registered as ``name`` (KeyError listing the tasks otherwise)."""
+    return TASKS.get(name)

@@ -13,26 +13,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from embodied.config_checks import at_least
-from embodied.train import EMAConfig, OptimConfig
+from embodied.configs.checks import at_least
+from embodied.training.optim import EMAConfig, OptimConfig
 
 
 @dataclass
 class DemoConfig:
-    env: Any = None
-    policy: Any = None
+    """What `embodied demo` does: the whole loop, small."""
+
+    env: Any = None  # the env (demo default: franka lift, one 84 px camera)
+    policy: Any = None  # the policy (demo default: bc with the cnn encoder)
     episodes: int = 50  # expert demonstrations to collect
-    collect_workers: int = 2
+    collect_workers: int = 2  # env processes collecting
     steps: int = 2000  # training steps
-    batch_size: int = 64
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
-    eval_episodes: int = 20
-    eval_num_envs: int = 2
-    videos: int = 2
-    seed: int = 0
-    device: str = "auto"
+    batch_size: int = 64  # samples per training step
+    optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW and its schedule
+    ema: EMAConfig = field(default_factory=EMAConfig)  # an EMA of the weights
+    eval_episodes: int = 20  # evaluation rollouts on unseen scenes
+    eval_num_envs: int = 2  # env processes evaluating
+    videos: int = 2  # evaluation episodes recorded
+    seed: int = 0  # collection seeds, initialisation, batches
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     run_dir: str | None = None  # default outputs/demo/<time>
+    plugins: list[str] = field(default_factory=list)  # modules to import first (components of your own)
 
     CHECKS: ClassVar = {
         "episodes": at_least(1), "collect_workers": at_least(0), "steps": at_least(1), "batch_size": at_least(1),
@@ -40,11 +43,15 @@ class DemoConfig:
     }  # fmt: skip
 
 
-def demo(job: DemoConfig, run_dir: Path) -> Path:
-    """Runs the four stages (reusing finished ones when ``run_dir`` is given again); returns the report path."""
-    from embodied.collect import CollectConfig, collect
-    from embodied.evaluate import evaluate_checkpoint
-    from embodied.train import TrainConfig, train
+SCHEMA = DemoConfig
+
+
+def run(job: DemoConfig, run_dir: Path) -> Path:
+    """Runs the four stages (reusing finished ones when ``run_dir`` is given again), prints the report and returns
+    its path."""
+    from embodied.evaluation.collection import CollectConfig, collect
+    from embodied.evaluation.evaluate import evaluate_checkpoint
+    from embodied.training.fit_policy import TrainConfig, train
 
     run_dir = Path(run_dir)
     timings: dict[str, float] = {}
@@ -96,6 +103,8 @@ def demo(job: DemoConfig, run_dir: Path) -> Path:
     loss_png = plot_loss(train_dir / "metrics.jsonl", run_dir / "loss.png")
     report = run_dir / "report.md"
     report.write_text(render_report(job, result, checkpoint, loss_png, timings))
+    print(report.read_text())
+    print(f"report: {report}")
     return report
 
 
@@ -126,7 +135,8 @@ def plot_loss(metrics: Path, out: Path) -> Path:
 
 
 def render_report(job: DemoConfig, result: dict, checkpoint: Path, loss_png: Path, timings: dict) -> str:
-    from embodied.evaluate import format_summary
+    """The markdown report: data, training, the measured success rate with its interval, videos."""
+    from embodied.evaluation.metrics import format_summary
 
     env = job.env
     videos = "\n".join(f"- {v}" for v in result["videos"]) or "- (none recorded)"

@@ -1,47 +1,36 @@
 """Behaviour cloning: an encoder per camera, normalised proprioception, an MLP, an action chunk (L1 or MSE).
 
-The baseline every other policy is compared with. Each observed step's image is pooled to one vector by its
-camera's encoder; the vectors of all observed steps and the low-dimensional inputs are concatenated and mapped
-to ``horizon`` actions at once (action chunking, as in ACT), of which ``n_action_steps`` are executed.
+Each observed step's image is pooled to one vector by its camera's encoder; the vectors of all observed steps and
+the low-dimensional inputs are concatenated and mapped to ``horizon`` actions at once (action chunking, as in ACT),
+of which ``n_action_steps`` are executed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from embodied.features import Feature
-from embodied.policies.base import PolicyConfig
-from embodied.policies.observations import CameraPolicy
-
-
-@dataclass
-class BCConfig(PolicyConfig):
-    name: str = "bc"
-    horizon: int = 8
-    n_action_steps: int = 8
-    encoder: Any = field(default_factory=lambda: {"name": "cnn"})  # validated by the encoder's own schema
-    share_encoder: bool = False  # one encoder for all cameras instead of one each
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 512])
-    dropout: float = 0.0
-    loss: str = "l1"  # l1 | mse
+from embodied.policies.bc.config import BCConfig
+from embodied.policies.camera_policy import CameraPolicy
 
 
 class BCPolicy(CameraPolicy):
+    """Behaviour cloning (see the module docstring); built from ``(config, features, stats)``."""
+
     def __init__(
         self,
         config: BCConfig,
         features: Mapping[str, Feature],
         stats: Mapping[str, Mapping],
-        encoder_configs: Mapping[str, dict] | None = None,
+        checkpoint_dir=None,
     ):
         if config.loss not in ("l1", "mse"):
             raise ValueError(f"policy.loss must be 'l1' or 'mse', got {config.loss!r}")
-        super().__init__(config, features, stats, encoder_configs)
+        super().__init__(config, features, stats, checkpoint_dir)
         layers: list[nn.Module] = []
         in_dim = self.observation_width * config.n_obs_steps
         for hidden in config.hidden_dims:
@@ -51,10 +40,12 @@ class BCPolicy(CameraPolicy):
         self.head = nn.Sequential(*layers)
 
     def predict_chunk(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Observation features of all observed steps -> (B, horizon, action_dim) normalised actions."""
         out = self.head(self.observation_features(obs).flatten(1))
         return out.view(out.shape[0], self.config.horizon, self.action_dim)
 
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """L1 (or MSE) to the normalised target chunk, padded steps past an episode's end left out."""
         pred = self.predict_chunk(self.prepare_obs(batch))
         loss = self.masked_action_loss(pred, batch, self.config.loss)
         return loss, {self.config.loss: loss.item()}

@@ -22,19 +22,14 @@ Decoding (``decoding``):
 Actions are normalised per dataset (q01/q99, gripper excluded); with a mixture of stores the statistics of each are
 kept (``dataset_statistics.json`` in checkpoints, as OpenVLA) and ``unnorm_key`` picks one at inference.
 
-Checkpoints add to the common files: ``language_model.json`` (the LM's config, to rebuild it offline),
-``tokenizer/``, ``dataset_statistics.json`` and, with LoRA, ``lm_adapter/`` (peft's adapter files). With
-``lm.train=lora`` and a ``pretrained`` LM, ``save_lm: adapters`` leaves the base LM's weights out of
-``model.safetensors`` (they are reloaded from ``lm.pretrained``); ``merged`` folds the adapters into the weights
-and saves a plain model.
+Config: :mod:`.config`; the input sequence: :mod:`.sequence`; checkpoint files and LoRA surgery:
+:mod:`.lora_checkpoint`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,64 +37,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodied.features import Feature
-from embodied.policies.base import PolicyConfig, masked_mean
-from embodied.policies.observations import CameraPolicy
-from embodied.policies.vla.action_tokenizer import ActionTokenizer
-from embodied.policies.vla.language_model import (
-    OPENVLA_PROMPT,
-    LanguageModelConfig,
+from embodied.features import INSTRUCTION, Feature
+from embodied.policies.base import masked_mean
+from embodied.policies.camera_policy import CameraPolicy
+from embodied.policies.openvla import lora_checkpoint
+from embodied.policies.openvla.action_tokenizer import ActionTokenizer
+from embodied.policies.openvla.config import OPENVLA_ENCODER, VLAConfig, adapters_only, resolve_train_modes, validate
+from embodied.policies.openvla.language_model import (
     apply_lm_train_mode,
     base_model,
     build_language_model,
-    check_lm_config,
-    lm_config_dict,
     load_tokenizer,
     text_vocab_size,
 )
-
-OPENVLA_ENCODER = {"name": "dinosiglip"}
-DECODINGS = ("sequential", "parallel")
-ACTION_HEADS = ("tokens", "l1")
-
-# what each position of an input sequence holds (``VLAInputs.kinds``)
-PAD, BOS, IMAGE, PROPRIO, TEXT, ACTION, EOS, SLOT = range(8)
-
-
-@dataclass
-class VLAConfig(PolicyConfig):
-    name: str = "openvla"
-    n_obs_steps: int = 1
-    horizon: int = 1  # actions predicted per call (parallel decoding: the chunk K)
-    n_action_steps: int = 1
-    obs_keys: list[str] | None = None  # null: every camera, and proprio when use_proprio
-    normalization: dict[str, str] = field(default_factory=lambda: {"proprio": "min_max", "action": "identity"})
-    encoder: Any = None  # validated by the encoder's own schema; null: OpenVLA's dinosiglip
-    share_encoder: bool = True  # one vision backbone for every camera (OpenVLA-OFT)
-    projector_hidden: int | None = None  # null: 4 x the vision width (OpenVLA's fused-backbone projector)
-    lm: LanguageModelConfig = field(default_factory=LanguageModelConfig)
-    prompt: str = OPENVLA_PROMPT
-    decoding: str = "sequential"  # sequential | parallel
-    action_head: str = "tokens"  # tokens | l1 (l1: parallel decoding only)
-    head_hidden: int | None = None  # l1 head width; null: the LM's hidden size
-    head_blocks: int = 2  # l1 head residual blocks
-    use_proprio: bool = False  # proprio as one extra token after the image tokens (OpenVLA-OFT)
-    n_bins: int = 256
-    unnorm_key: str | None = None  # which dataset's statistics un-normalise actions; null: the only one
-    save_lm: str = "adapters"  # lm.train=lora: adapters (base reloaded from lm.pretrained) | merged
-
-
-class VLAInputs(dict):
-    """``inputs_embeds`` (B, L, H), ``attention_mask`` (B, L) (or a 4-D float mask for parallel decoding),
-    ``position_ids`` (B, L), ``kinds`` (B, L) (PAD, BOS, IMAGE, ...), ``input_ids`` (B, L) (0 where not a token)
-    and ``labels`` (B, L): the target id at action and EOS positions, -100 elsewhere. Sequences are left-padded,
-    so every sample's action part ends at the last position."""
-
-    def __getattr__(self, name: str):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+from embodied.policies.openvla.sequence import VLAInputs, assemble
 
 
 class VLAPolicy(CameraPolicy):
@@ -112,8 +63,7 @@ class VLAPolicy(CameraPolicy):
         config: VLAConfig,
         features: Mapping[str, Feature],
         stats: Mapping[str, Mapping],
-        encoder_configs: Mapping[str, dict] | None = None,
-        saved: Mapping[str, Any] | None = None,
+        checkpoint_dir=None,
     ):
         if config.encoder is None:
             config.encoder = dict(OPENVLA_ENCODER)
@@ -122,10 +72,10 @@ class VLAPolicy(CameraPolicy):
         if config.obs_keys is None:
             images = [k for k, f in features.items() if f.kind == "image"]
             config.obs_keys = images + (["proprio"] if config.use_proprio and "proprio" in features else [])
-        super().__init__(config, features, stats, encoder_configs)
+        super().__init__(config, features, stats, checkpoint_dir)
         if not self.image_keys:
             raise ValueError("policy=openvla needs at least one camera in the dataset (obs_keys with images)")
-        saved = dict(saved or {})
+        saved = lora_checkpoint.saved_files(self.checkpoint_dir)
         self.tokenizer = load_tokenizer(config.lm, saved.get("tokenizer_dir"))
         self.vocab_size = text_vocab_size(self.tokenizer)
         # an adapters-only checkpoint lacks the base LM's weights: load them from lm.pretrained, not the config
@@ -173,57 +123,18 @@ class VLAPolicy(CameraPolicy):
     def build_inputs(
         self, obs: Mapping[str, Any], instructions: Sequence[str], action_ids: torch.Tensor | None = None
     ) -> VLAInputs:
-        """One left-padded batch of sequences: ``[BOS, image tokens, proprio, prompt]`` followed, for sequential
-        decoding, by the action ids and EOS when ``action_ids`` (B, horizon * 7) are given (training), or, for
-        parallel decoding, by the empty action slots."""
-        vision = self.vision_tokens(obs)  # (B, N, H)
-        batch, n_image = vision.shape[:2]
-        proprio = self.proprio_token(obs)  # (B, 1, H) or None
-        bos = self.tokenizer.bos_token_id
-        eos = self.tokenizer.eos_token_id
-        parallel = self.config.decoding == "parallel"
-        n_slots = self.config.horizon * self.action_dim
-        rows_ids, rows_kinds = [], []
-        for b in range(batch):
-            ids = ([bos] if bos is not None else []) + [0] * n_image + ([0] if proprio is not None else [])
-            kinds = ([BOS] if bos is not None else []) + [IMAGE] * n_image + ([PROPRIO] if proprio is not None else [])
-            text = self.prompt_ids(instructions[b])
-            ids += text
-            kinds += [TEXT] * len(text)
-            if parallel:
-                ids += [0] * n_slots
-                kinds += [SLOT] * n_slots
-            elif action_ids is not None:
-                ids += action_ids[b].tolist() + [eos]
-                kinds += [ACTION] * action_ids.shape[1] + [EOS]
-            rows_ids.append(ids)
-            rows_kinds.append(kinds)
-        length = max(len(r) for r in rows_ids)
-        device = vision.device
-        input_ids = torch.zeros(batch, length, dtype=torch.long)
-        kinds = torch.full((batch, length), PAD, dtype=torch.long)
-        for b, (ids, row_kinds) in enumerate(zip(rows_ids, rows_kinds)):
-            input_ids[b, length - len(ids) :] = torch.tensor(ids)
-            kinds[b, length - len(ids) :] = torch.tensor(row_kinds)
-        input_ids, kinds = input_ids.to(device), kinds.to(device)
-        embeds = self.lm.get_input_embeddings()(input_ids).to(vision.dtype)
-        embeds = embeds.masked_scatter((kinds == IMAGE).unsqueeze(-1), vision)
-        if proprio is not None:
-            embeds = embeds.masked_scatter((kinds == PROPRIO).unsqueeze(-1), proprio)
-        if parallel:
-            slots = self.action_slots.to(embeds.dtype).expand(batch, -1, -1)
-            embeds = embeds.masked_scatter((kinds == SLOT).unsqueeze(-1), slots)
-        valid = kinds != PAD
-        position_ids = (valid.long().cumsum(-1) - 1).clamp(min=0)
-        labels = torch.where((kinds == ACTION) | (kinds == EOS), input_ids, torch.full_like(input_ids, -100))
-        mask = slot_attention_mask(kinds, embeds.dtype) if parallel else valid.long()
-        return VLAInputs(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=position_ids,
-            kinds=kinds,
-            input_ids=input_ids,
-            labels=labels,
+        """One left-padded batch of sequences (:func:`.sequence.assemble`): ``[BOS, image tokens, proprio,
+        prompt]`` followed, for sequential decoding, by the action ids and EOS when ``action_ids`` (B, horizon * 7)
+        are given (training), or, for parallel decoding, by the empty action slots."""
+        return assemble(
+            self.lm.get_input_embeddings(),
+            self.vision_tokens(obs),
+            self.proprio_token(obs),
+            [self.prompt_ids(text) for text in instructions],
+            self.tokenizer.bos_token_id,
+            self.tokenizer.eos_token_id,
+            action_ids,
+            self.action_slots if self.config.decoding == "parallel" else None,
         )
 
     def vision_tokens(self, obs: Mapping[str, Any]) -> torch.Tensor:
@@ -232,6 +143,7 @@ class VLAPolicy(CameraPolicy):
         return self.projector(torch.cat(tokens, dim=1))
 
     def proprio_token(self, obs: Mapping[str, Any]) -> torch.Tensor | None:
+        """The proprio projected to one token (B, 1, H), when the policy reads proprio."""
         if not self.lowdim_keys:
             return None
         values = torch.cat([obs[key][:, -1] for key in self.lowdim_keys], -1)
@@ -239,8 +151,10 @@ class VLAPolicy(CameraPolicy):
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy on the action tokens and EOS (L1 on normalised actions for the L1 head), with action-token
+        accuracy and the L1 error of the decoded actions as metrics."""
         obs = self.prepare_obs(batch)
-        instructions = obs["language_instruction"]
+        instructions = obs[INSTRUCTION]
         actions = batch["action"].to(self.device).float()  # (B, horizon, A), raw
         keys = self._dataset_keys(batch, len(instructions))
         normalized = self._per_dataset(keys, actions, lambda tok, a: tok.normalize(a))
@@ -270,6 +184,7 @@ class VLAPolicy(CameraPolicy):
         return loss, {"action_accuracy": accuracy.item(), "action_l1": l1.item()}
 
     def decoder_hidden(self, inputs: VLAInputs, **kwargs) -> torch.Tensor:
+        """The decoder's last hidden states (B, L, H) for a batch of sequences."""
         return self.decoder(
             inputs_embeds=inputs.inputs_embeds,
             attention_mask=inputs.attention_mask,
@@ -284,6 +199,7 @@ class VLAPolicy(CameraPolicy):
         return base_model(self.lm).get_decoder()
 
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the whole vocabulary."""
         return base_model(self.lm).get_output_embeddings()(hidden)
 
     def constrained_argmax(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -301,13 +217,13 @@ class VLAPolicy(CameraPolicy):
 
     # ------------------------------------------------------------------ inference
     def predict_chunk(self, obs: dict[str, Any]) -> torch.Tensor:
-        """Raw actions (B, horizon, A): the action normalisation is the tokenizer's (``normalization.action``
-        is identity), un-normalised with the statistics of ``unnorm_key``."""
-        instructions = obs.get("language_instruction")
+        """Normalised actions (B, horizon, A) in the action tokenizer's [-1, 1] (q01/q99) space of ``unnorm_key``'s
+        statistics; :meth:`unnormalize_actions` maps them back."""
+        instructions = obs.get(INSTRUCTION)
         batch = next(v for k, v in obs.items() if k in self.image_keys).shape[0]
         if instructions is None or len(instructions) != batch:
             raise ValueError(
-                "policy=openvla needs one instruction per observation: obs['language_instruction'] = a list of "
+                f"policy=openvla needs one instruction per observation: obs['{INSTRUCTION}'] = a list of "
                 f"{batch} strings (got {instructions!r})"
             )
         tokenizer = self.action_tokenizers[self.resolve_unnorm_key()]
@@ -315,11 +231,15 @@ class VLAPolicy(CameraPolicy):
             inputs = self.build_inputs(obs, instructions)
             hidden = self.decoder_hidden(inputs)[:, -self.config.horizon * self.action_dim :]
             if self.config.action_head == "l1":
-                return tokenizer.unnormalize(self.regress(hidden).clamp(-1.0, 1.0))
+                return self.regress(hidden).clamp(-1.0, 1.0)
             ids = self.constrained_argmax(hidden)
         else:
             ids = self.generate_action_ids(self.build_inputs(obs, instructions), self.config.horizon * self.action_dim)
-        return tokenizer.decode(ids.view(batch, self.config.horizon, self.action_dim)).float()
+        return tokenizer.normalize(tokenizer.decode(ids.view(batch, self.config.horizon, self.action_dim)).float())
+
+    def unnormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """The action tokenizer's inverse for ``unnorm_key``'s statistics (the gripper only clipped)."""
+        return self.action_tokenizers[self.resolve_unnorm_key()].unnormalize(actions).float()
 
     @torch.no_grad()
     def generate_action_ids(self, inputs: VLAInputs, n_tokens: int) -> torch.Tensor:
@@ -359,6 +279,7 @@ class VLAPolicy(CameraPolicy):
         return "cache" if "cache" in parameters else "past_key_values"
 
     def resolve_unnorm_key(self) -> str:
+        """Whose statistics un-normalise actions: ``unnorm_key``, or the only training dataset."""
         keys = sorted(self.action_tokenizers)
         key = self.config.unnorm_key
         if key is None:
@@ -407,77 +328,29 @@ class VLAPolicy(CameraPolicy):
             out[rows] = parts[key]
         return out
 
-    # ------------------------------------------------------------------ checkpoints
-    def lora_base_keys(self) -> list[str]:
-        """State-dict keys of the LM's base weights that an adapters-only checkpoint leaves out."""
-        if not adapters_only(self.config):
-            return []
-        return [k for k in self.state_dict() if k.startswith("lm.") and "lora_" not in k]
-
-    def merged(self) -> bool:
-        """Whether checkpoints fold the LoRA adapters into the LM (``save_lm: merged``)."""
-        return self.config.lm.train == "lora" and self.config.save_lm == "merged"
-
+    # ------------------------------------------------------------------ checkpoints (see .lora_checkpoint)
     def save_extra_files(self, directory: Path) -> None:
-        if self.config.lm.train == "lora" and not self.merged():
-            self.lm.save_pretrained(str(directory / "lm_adapter"))
-        (directory / "language_model.json").write_text(json.dumps(lm_config_dict(self.lm), indent=1))
-        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        """``language_model.json``, ``tokenizer/``, ``dataset_statistics.json`` and, with LoRA, ``lm_adapter/``."""
         by_key = dataset_stats_by_key(self.dataset_stats)
         statistics = {key: {**by_key[key], "action": tok.to_dict()} for key, tok in self.action_tokenizers.items()}
-        (directory / "dataset_statistics.json").write_text(json.dumps(statistics, indent=1))
+        lora_checkpoint.save_files(self, directory, statistics)
 
     def save_weights(self, path: Path) -> None:
-        """Adapters only: every weight but the pretrained base LM's. Merged: the adapters folded into the LM's
-        weights (peft's merge, undone after the copy), under a plain model's names."""
+        """Adapters only, merged, or every weight (see :func:`.lora_checkpoint.weights_to_save`)."""
         from safetensors.torch import save_file
 
-        if not self.merged():
-            skipped = set(self.lora_base_keys())
-            if not skipped:
-                return super().save_weights(path)
-            save_file({k: v.contiguous() for k, v in self.state_dict().items() if k not in skipped}, str(path))
-            return
-        self.lm.merge_adapter()
-        try:
-            state = {}
-            for key, value in self.state_dict().items():
-                if "lora_" in key:
-                    continue
-                if key.startswith("lm."):
-                    key = "lm." + key[len("lm.") :].replace("base_model.model.", "", 1).replace(".base_layer", "")
-                state[key] = value.detach().clone().contiguous()
-        finally:
-            self.lm.unmerge_adapter()
+        state = lora_checkpoint.weights_to_save(self)
+        if state is None:
+            return super().save_weights(path)
         save_file(state, str(path))
 
     def saved_config(self) -> dict:
-        config = super().saved_config()
-        if self.merged():  # a merged checkpoint is a plain model: rebuilt from its saved LM config, no LoRA
-            config["lm"] = {**config["lm"], "train": "full", "pretrained": None, "quantization": None}
-        return config
-
-    @classmethod
-    def restore_kwargs(cls, directory: Path) -> dict:
-        saved: dict[str, Any] = {}
-        if (directory / "language_model.json").is_file():
-            saved["lm_config"] = json.loads((directory / "language_model.json").read_text())
-        if (directory / "tokenizer").is_dir():
-            saved["tokenizer_dir"] = str(directory / "tokenizer")
-        return {"saved": saved}
+        """The config as saved: a merged checkpoint's LM is a plain one."""
+        return lora_checkpoint.saved_policy_config(self, super().saved_config())
 
     def load_weights(self, path: Path, device: str) -> None:
         """Loads ``model.safetensors``; an adapters-only checkpoint may lack exactly the base LM's weights."""
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device=str(device))
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        allowed = set(self.lora_base_keys())
-        bad_missing = [k for k in missing if k not in allowed]
-        if bad_missing or unexpected:
-            raise RuntimeError(
-                f"{path} does not match this policy: missing {bad_missing[:5]}, unexpected {list(unexpected)[:5]}"
-            )
+        lora_checkpoint.load_weights(self, path, device)
 
 
 class L1RegressionHead(nn.Module):
@@ -499,60 +372,9 @@ class L1RegressionHead(nn.Module):
         return self.out(x)
 
 
-def slot_attention_mask(kinds: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A (B, 1, L, L) additive mask: causal over the prompt, padding never attended, and the action slots seeing
-    the whole prompt and each other in both directions (parallel decoding)."""
-    length = kinds.shape[1]
-    valid = kinds != PAD
-    causal = torch.ones(length, length, dtype=torch.bool, device=kinds.device).tril()
-    slots = kinds == SLOT
-    allowed = (causal.unsqueeze(0) | (slots.unsqueeze(2) & slots.unsqueeze(1))) & valid.unsqueeze(1)
-    allowed |= torch.eye(length, dtype=torch.bool, device=kinds.device).unsqueeze(0)  # padded rows: no NaNs
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=kinds.device)
-    return mask.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
-
-
-def adapters_only(config: VLAConfig) -> bool:
-    """Whether checkpoints leave the base LM's weights out (LoRA on a pretrained LM, ``save_lm: adapters``)."""
-    return config.lm.train == "lora" and bool(config.lm.pretrained) and config.save_lm == "adapters"
-
-
 def dataset_stats_by_key(stats: Mapping[str, Any]) -> dict[str, Mapping]:
     """Per-dataset statistics: ``stats["datasets"]`` (a mixture, keyed by store name) or the one set as
     ``default``."""
     if "datasets" in stats and stats["datasets"]:
         return dict(stats["datasets"])
     return {"default": stats}
-
-
-def resolve_train_modes(config: VLAConfig) -> None:
-    """``train: auto`` (the openvla preset's default for the LM and the vision encoder): LoRA where the part loads
-    pretrained weights (OpenVLA's fine-tuning recipe: r 32, alpha 16, every linear layer), full training where it
-    is built from its config with random weights (adapters on random weights learn little; nothing to preserve)."""
-    if config.lm.train == "auto":
-        config.lm.train = "lora" if config.lm.pretrained else "full"
-    encoder = config.encoder
-    if encoder.get("train") == "auto":
-        halves = [encoder] + [encoder.get(h) or {} for h in ("dinov2", "siglip")]
-        pretrained = any(isinstance(h, Mapping) and h.get("pretrained") for h in halves)
-        encoder["train"] = "lora" if pretrained else "finetune"
-
-
-def validate(config: VLAConfig) -> None:
-    if config.decoding not in DECODINGS:
-        raise ValueError(f"policy.decoding must be one of {DECODINGS}, got {config.decoding!r}")
-    if config.action_head not in ACTION_HEADS:
-        raise ValueError(f"policy.action_head must be one of {ACTION_HEADS}, got {config.action_head!r}")
-    if config.action_head == "l1" and config.decoding != "parallel":
-        raise ValueError("policy.action_head=l1 needs policy.decoding=parallel (the sequential decoder emits tokens)")
-    if config.n_obs_steps != 1:
-        raise ValueError(f"policy=openvla sees one observation (n_obs_steps=1), got {config.n_obs_steps}")
-    if config.normalization.get("action", "identity") != "identity":
-        raise ValueError(
-            "policy=openvla normalises actions with its action tokenizer: keep policy.normalization.action=identity"
-        )
-    if config.save_lm not in ("adapters", "merged"):
-        raise ValueError(f"policy.save_lm must be adapters or merged, got {config.save_lm!r}")
-    if config.n_bins < 2:
-        raise ValueError(f"policy.n_bins must be >= 2, got {config.n_bins}")
-    check_lm_config(config.lm)

@@ -14,29 +14,33 @@ import torch
 from torch import nn
 
 from embodied.encoders import make_encoder
-from embodied.features import Feature
-from embodied.policies.base import Policy, PolicyConfig, feature_key
+from embodied.features import Feature, camera_name
+from embodied.policies.base import Policy, feature_key
+from embodied.policies.config import PolicyConfig
 
 
 class CameraPolicy(Policy):
-    """A :class:`Policy` with ``self.encoders`` built from ``config.encoder`` and ``config.share_encoder``."""
+    """A :class:`Policy` with ``self.encoders`` built from ``config.encoder`` and ``config.share_encoder`` (the
+    config must have both fields)."""
 
     def __init__(
         self,
         config: PolicyConfig,
         features: Mapping[str, Feature],
         stats: Mapping[str, Mapping],
-        encoder_configs: Mapping[str, dict] | None = None,
+        checkpoint_dir=None,
     ):
-        super().__init__(config, features, stats, encoder_configs)
+        super().__init__(config, features, stats, checkpoint_dir)
         self.encoders = build_camera_encoders(
             self.image_keys, config.encoder, config.share_encoder, self.saved_encoder_configs
         )
 
     def camera_encoder(self, key: str):
+        """The encoder that reads camera ``key`` (``images/<camera>``)."""
         return self.encoders["shared" if self.config.share_encoder else camera_name(key)]
 
     def image_encoders(self) -> dict:
+        """{image key: its encoder}, for the feature cache."""
         return {key: self.camera_encoder(key) for key in self.image_keys}
 
     @property
@@ -58,11 +62,6 @@ class CameraPolicy(Policy):
             parts.append(pooled.view(batch, steps, -1))
         parts += [obs[key] for key in self.lowdim_keys]
         return torch.cat(parts, -1)
-
-
-def camera_name(key: str) -> str:
-    """``images/agentview`` -> ``agentview`` (module and file names cannot hold '/')."""
-    return key.split("/", 1)[-1]
 
 
 def build_camera_encoders(

@@ -139,7 +139,7 @@ def load_tokenizer(config: LanguageModelConfig, saved_dir: str | None = None):
         return default_tokenizer()
     from transformers import AutoTokenizer
 
-    from embodied.encoders.base import load_pretrained
+    from embodied.encoders.hub import load_pretrained
 
     return load_pretrained(AutoTokenizer, source)
 
@@ -162,7 +162,7 @@ def build_language_model(config: LanguageModelConfig, tokenizer, saved_config: d
         lm_config = AutoConfig.for_model(saved.pop("model_type"), **saved)
         return AutoModelForCausalLM.from_config(lm_config, attn_implementation="sdpa")
     if config.pretrained:
-        from embodied.encoders.base import load_pretrained
+        from embodied.encoders.hub import load_pretrained
 
         kwargs: dict[str, Any] = {}
         if config.dtype:

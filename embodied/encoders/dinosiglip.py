@@ -19,14 +19,25 @@ _SHARED = ("train", "last_n", "lora_rank", "lora_alpha", "lora_dropout")
 
 @dataclass
 class DinoSigLIPConfig(EncoderConfig):
+    """``encoder=dinosiglip``: OpenVLA's fused DINOv2 + SigLIP backbone."""
+
     name: str = "dinosiglip"
     # each half: pretrained (hub id or directory) and/or model (config overrides), pool, keypoints
     dinov2: dict = field(default_factory=dict)
     siglip: dict = field(default_factory=lambda: {"model": {"patch_size": 14}})
     pool: str = "cls"  # per half (cls | mean | spatial_softmax); pooled = both halves' pooled, concatenated
 
+    @classmethod
+    def tiny(cls, name: str = "dinosiglip") -> DinoSigLIPConfig:
+        """Both halves 2 layers, 32 wide, on the same 4x4 grid."""
+        from embodied.encoders.vit import TINY_VIT
+
+        return cls(name=name, dinov2={"model": dict(TINY_VIT)}, siglip={"model": dict(TINY_VIT)})
+
 
 class DinoSigLIPEncoder(Encoder):
+    """Both halves on the same image; tokens and pooled vectors concatenated along channels."""
+
     def __init__(self, config: DinoSigLIPConfig, backbone_config: dict | None = None):
         super().__init__(config)
         saved = backbone_config or {}

@@ -1,0 +1,229 @@
+"""The rollout engine: any actor, in a vector env, one episode per seed, optionally recorded step by step.
+
+Collection (a scripted expert), evaluation (a policy through a :class:`~embodied.policies.runner.PolicyRunner`)
+and, later, reward scoring and policy alignment all roll out here. Envs run in ``gymnasium.vector`` workers with
+resets left to the engine: each env starts its next episode, with that episode's own seed, as soon as it finishes
+one. The actor is asked for actions of every running env at once (one batched policy call for all envs that need a
+new chunk). Scripted experts read privileged simulator state, so they act inside the env's worker
+(:class:`ExpertDriven`); the engine then records the action the expert executed.
+
+A worker that dies (a simulator crash, the OOM killer) raises :class:`EnvWorkerDied`; work already handed to
+``on_episode`` (e.g. committed to a store) is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from embodied.features import INSTRUCTION
+
+EXECUTED_ACTION = "executed_action"  # info key under which an in-worker actor reports the action it took
+
+
+class EnvWorkerDied(RuntimeError):
+    """An env worker process died during a rollout."""
+
+
+class Actor(Protocol):
+    """Chooses actions for the envs of a vector env, one stream per env."""
+
+    def reset(self, stream: int, obs: dict) -> None:
+        """An episode starts in env ``stream`` with observation ``obs``."""
+
+    def observe(self, stream: int, obs: dict) -> None:
+        """The observation after a step of env ``stream``."""
+
+    def act(self, streams: Sequence[int]) -> np.ndarray:
+        """Actions for ``streams``: (len(streams), action_dim)."""
+
+
+class InWorkerActor:
+    """The actor of envs whose actions are chosen inside their workers (:class:`ExpertDriven`): sends zeros, which
+    the worker ignores."""
+
+    def __init__(self, action_dim: int):
+        self.action_dim = action_dim
+
+    def reset(self, stream: int, obs: dict) -> None:
+        pass
+
+    def observe(self, stream: int, obs: dict) -> None:
+        pass
+
+    def act(self, streams: Sequence[int]) -> np.ndarray:
+        return np.zeros((len(streams), self.action_dim), dtype=np.float32)
+
+
+class ExpertDriven(gym.Wrapper):
+    """Runs the env's registered scripted expert inside the env's process: ``step`` ignores the action it is given
+    and executes the expert's, reported as ``info["executed_action"]``. ``reset(seed=s)`` also re-plans the
+    expert with noise seeded by ``s``, so an episode is reproducible from its seed."""
+
+    def __init__(self, env: gym.Env, noise: float = 0.1):
+        super().__init__(env)
+        self.noise = noise
+        self.expert = None
+        self._obs = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        from embodied.envs import ExpertConfig, make_expert
+
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.expert = make_expert(self.env.unwrapped, ExpertConfig(noise=self.noise, seed=seed or 0))
+        self.expert.reset()
+        self._obs = obs
+        return obs, info
+
+    def step(self, action):
+        chosen = self.expert.act(self._obs)
+        obs, reward, terminated, truncated, info = self.env.step(chosen)
+        self._obs = obs
+        return obs, reward, terminated, truncated, {**info, EXECUTED_ACTION: chosen}
+
+
+@dataclass
+class Episode:
+    """One finished episode: its facts and, when recorded, its steps (``steps[key]``: (T, ...), the observation
+    before each step, the action executed and the reward received) and video frames."""
+
+    index: int  # the order in which the engine started it (evaluation: episode k <-> seeds[k])
+    seed: int
+    success: bool
+    terminated: bool  # ended in a terminal state (vs. a time limit)
+    total_reward: float
+    length: int
+    instruction: str
+    steps: dict[str, np.ndarray] | None = None
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def rollout(
+    envs,
+    actor: Actor,
+    seeds: Iterator[int],
+    on_episode: Callable[[Episode], bool | None],
+    max_episodes: int | None = None,
+    record: bool = False,
+    videos: int = 0,
+) -> int:
+    """Runs episodes until ``seeds`` or ``max_episodes`` run out, or ``on_episode`` returns True (then running
+    episodes are abandoned). ``record``: keep every step for :attr:`Episode.steps`; ``videos``: episodes with index
+    below it keep their frames (the envs need a :class:`~embodied.evaluation.video.FrameRecorder`). Returns the
+    number of episodes started."""
+    num_envs = envs.num_envs
+    started = 0
+    episode_of = np.full(num_envs, -1)  # which episode each env runs (-1: idle)
+    seed_of = np.zeros(num_envs, dtype=np.int64)
+
+    def next_seed() -> int | None:
+        nonlocal started
+        if max_episodes is not None and started >= max_episodes:
+            return None
+        seed = next(seeds, None)
+        if seed is not None:
+            started += 1
+        return seed
+
+    first = [next_seed() for _ in range(num_envs)]
+    active = [i for i, s in enumerate(first) if s is not None]
+    if not active:
+        return 0
+    for j, i in enumerate(active):
+        episode_of[i], seed_of[i] = j, first[i]
+    recording = [bool(0 <= episode_of[i] < videos) for i in range(num_envs)]
+    if videos:
+        envs.set_attr("recording", recording)
+    # every env resets once (vector envs need a first observation from each); ones without a seed stay idle
+    obs, _ = _guard(envs.reset, seed=[int(s) if s is not None else 0 for s in first])
+    current = [_row(obs, i) for i in range(num_envs)]
+    for i in active:
+        actor.reset(i, current[i])
+    buffers: list[dict[str, list] | None] = [_new_buffer() if record else None for _ in range(num_envs)]
+    returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+    succeeded = np.zeros(num_envs, dtype=bool)
+
+    while np.any(episode_of >= 0):
+        running = [i for i in range(num_envs) if episode_of[i] >= 0]
+        actions = np.zeros((num_envs, *envs.single_action_space.shape), dtype=np.float32)
+        actions[running] = actor.act(running)
+        obs, reward, terminated, truncated, info = _guard(envs.step, actions)
+        executed = info.get(EXECUTED_ACTION)
+        success_now = np.asarray(info.get("is_success", np.zeros(num_envs, dtype=bool)), dtype=bool)
+        finished = (np.asarray(terminated) | np.asarray(truncated)) & (episode_of >= 0)
+        frames_of = envs.call("pop_frames") if any(recording[i] for i in np.flatnonzero(finished)) else None
+        reset_mask = np.zeros(num_envs, dtype=bool)
+        reset_seeds = [None] * num_envs
+        stop = False
+        for i in running:
+            if record:
+                _append(buffers[i], current[i], executed[i] if executed is not None else actions[i], reward[i])
+            returns[i] += reward[i]
+            lengths[i] += 1
+            succeeded[i] |= success_now[i]
+            current[i] = _row(obs, i)
+            actor.observe(i, current[i])
+            if not finished[i] or stop:
+                continue
+            episode = Episode(
+                index=int(episode_of[i]), seed=int(seed_of[i]), success=bool(succeeded[i]),
+                terminated=bool(terminated[i]), total_reward=float(returns[i]), length=int(lengths[i]),
+                instruction=str(current[i].get(INSTRUCTION, "")),
+                steps=_stack(buffers[i]) if record else None,
+                frames=list(frames_of[i]) if frames_of is not None and recording[i] else [],
+            )  # fmt: skip
+            stop = bool(on_episode(episode))
+            returns[i], lengths[i], succeeded[i] = 0.0, 0, False
+            buffers[i] = _new_buffer() if record else None
+            seed = None if stop else next_seed()
+            if seed is None:
+                episode_of[i] = -1
+                recording[i] = False
+                continue
+            episode_of[i], seed_of[i] = started - 1, seed
+            reset_mask[i], reset_seeds[i] = True, int(seed)
+            recording[i] = episode_of[i] < videos
+        if stop:
+            break
+        if reset_mask.any():
+            if videos:
+                envs.set_attr("recording", recording)
+            obs, _ = _guard(envs.reset, seed=reset_seeds, options={"reset_mask": reset_mask})
+            for i in np.flatnonzero(reset_mask):
+                current[i] = _row(obs, i)
+                actor.reset(int(i), current[i])
+    return started
+
+
+def _guard(call: Callable[..., Any], *args, **kwargs) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except (EOFError, BrokenPipeError, ConnectionError) as error:
+        raise EnvWorkerDied(
+            f"an env worker process died ({type(error).__name__}: {error}); finished episodes are kept, run the "
+            "same command again to continue"
+        ) from None
+
+
+def _row(obs: dict, i: int) -> dict:
+    return {key: value[i] for key, value in obs.items()}
+
+
+def _new_buffer() -> dict[str, list]:
+    return {}
+
+
+def _append(buffer: dict[str, list], obs: dict, action: np.ndarray, reward: float) -> None:
+    for key, value in obs.items():
+        if key != INSTRUCTION:
+            buffer.setdefault(key, []).append(value)
+    buffer.setdefault("action", []).append(np.asarray(action, dtype=np.float32))
+    buffer.setdefault("reward", []).append(reward)
+
+
+def _stack(buffer: dict[str, list]) -> dict[str, np.ndarray]:
+    return {key: np.stack(values) for key, values in buffer.items()}

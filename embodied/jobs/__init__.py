@@ -1,0 +1,48 @@
+"""The commands of `embodied`, one module each, side by side: a config dataclass and ``run(job, run_dir)``.
+
+Jobs are wiring: they compose a config and call into the role folders (``training``, ``evaluation``, ``datasets``,
+...); nothing imports a job. A job module defines ``SCHEMA`` (its config dataclass), ``run(job, run_dir)`` and,
+optionally, ``check(job)`` (raises :class:`~embodied.configs.checks.ConfigValueError` before any work starts).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from embodied.registry import Registry
+
+
+@dataclass(frozen=True)
+class Job:
+    """One command: where it lives, the YAML it composes and the config groups it has."""
+
+    module: str  # embodied.jobs.<module>
+    config_name: str  # configs/<config_name>.yaml
+    groups: tuple[str, ...]  # config groups (env, policy, encoder) whose registered components it offers
+    description: str  # one line for `embodied --help`
+    run_dir: bool = True  # whether it writes a run directory (with the resolved config.yaml)
+
+    def load(self):
+        """The job's module."""
+        return importlib.import_module(f"embodied.jobs.{self.module}")
+
+    def schema(self) -> type:
+        """The job's config dataclass."""
+        return self.load().SCHEMA
+
+
+JOBS: Registry[Job] = Registry("command")
+POLICY_GROUPS = ("env", "policy", "encoder")
+for _name, _job in {
+    "demo": Job("demo", "demo", POLICY_GROUPS, "collect a small dataset, train behaviour cloning, evaluate, report"),
+    "collect": Job("collect", "collect", ("env",), "run a scripted expert and write an episode store"),
+    "train": Job("train", "train", POLICY_GROUPS, "fit a policy to episode stores (no dataset=: the env's demo store)"),
+    "cache-features": Job(
+        "cache_features", "train", POLICY_GROUPS, "encode a store's frames once with a frozen encoder", run_dir=False
+    ),
+    "pretrain": Job("pretrain", "pretrain", ("encoder",), "self-supervised encoder pretraining on episode stores"),
+    "eval": Job("eval", "eval", (), "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)"),
+    "bench": Job("bench_encoders", "bench_encoders", ("env",), "bench encoders: frozen encoders compared"),
+}.items():
+    JOBS.register(_name)(_job)
