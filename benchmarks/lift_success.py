@@ -30,13 +30,13 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra train overrides, e.g. policy.horizon=16")
     args = parser.parse_args()
 
-    from embodied.configs import compose, validated
     from embodied.envs.franka.config import FrankaConfig
     from embodied.evaluation.collection import CollectConfig, collect
     from embodied.evaluation.evaluate import eval_env_config, evaluate
     from embodied.evaluation.metrics import format_summary
+    from embodied.jobs.config import job_config
     from embodied.policies import load_policy
-    from embodied.training.fit_policy import TrainConfig, train
+    from embodied.training.fit_policy import train
 
     rows = []
     for store in map(Path, args.stores):
@@ -56,7 +56,7 @@ def main() -> None:
                 *(["policy.obs_keys=[proprio,state]"] if mode == "state" else []),
                 *args.set,
             ]
-            job = validated(TrainConfig, compose("train", overrides))
+            job = job_config("train", overrides)
             start = time.perf_counter()
             final = train(job, run_dir)
             train_s = time.perf_counter() - start

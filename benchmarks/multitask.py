@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/benchmarks/multitask")
     args = parser.parse_args()
 
-    from embodied.configs import compose, validated
     from embodied.datasets.store import EpisodeStore
     from embodied.evaluation.evaluate import eval_env_config, evaluate
     from embodied.evaluation.metrics import format_summary
+    from embodied.jobs.config import job_config
     from embodied.policies import load_policy
-    from embodied.training.fit_policy import TrainConfig, train
+    from embodied.training.fit_policy import train
 
     stores = [EpisodeStore(path) for path in args.stores]
     tasks = {s.name: s.metadata["env_config"]["task"] for s in stores}
@@ -51,7 +51,7 @@ def main() -> None:
             f"checkpoint_every={args.steps}",
             *extra,
         ]
-        job = validated(TrainConfig, compose("train", overrides))
+        job = job_config("train", overrides)
         start = time.perf_counter()
         final = train(job, run_dir)
         train_s = time.perf_counter() - start

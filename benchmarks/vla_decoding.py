@@ -40,7 +40,7 @@ SIZES = {
 def build(store, size: str, overrides: dict):
     from omegaconf import OmegaConf
 
-    from embodied.configs import compose
+    from embodied.jobs.config import compose
     from embodied.policies import make_policy
 
     policy_cfg = OmegaConf.to_container(compose("train", ["policy=openvla_small", "dataset=x"]).policy)

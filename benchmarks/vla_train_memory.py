@@ -33,7 +33,7 @@ def run_variant(store: str, size: str, mode: str, batch: int, steps: int) -> dic
     episodes = EpisodeStore(store)
     from omegaconf import OmegaConf
 
-    from embodied.configs import compose
+    from embodied.jobs.config import compose
     from embodied.policies import make_policy
 
     config = OmegaConf.to_container(compose("train", ["policy=openvla_small", "dataset=x"]).policy)

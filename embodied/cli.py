@@ -47,8 +47,8 @@ def start_job(command: str, overrides: list[str]):
     directory with the resolved ``config.yaml``. Returns (job module, config, run_dir or None)."""
     from omegaconf import OmegaConf
 
-    from embodied.configs import compose, validated
     from embodied.jobs import JOBS
+    from embodied.jobs.config import compose, validated
     from embodied.registry import load_plugins
 
     spec = JOBS.get(command)
@@ -72,9 +72,9 @@ def start_job(command: str, overrides: list[str]):
 def print_help(command: str, overrides: list[str]) -> None:
     """Every field of the command's config (with the given overrides applied) with its doc, then the env's, the
     policy's and the encoder's own fields, and the choices of each config group."""
-    from embodied.configs import compose, config_choices, validated
     from embodied.configs.docs import describe_fields
     from embodied.jobs import JOBS
+    from embodied.jobs.config import compose, config_choices, validated
     from embodied.registry import load_plugins
 
     if command == "data":

@@ -17,10 +17,10 @@ class Feature:
     """One per-step quantity: `key` as stored (e.g. ``images/agentview``), per-step `shape`, numpy `dtype`, and its
     `kind` (one of :data:`KINDS`)."""
 
-    key: str
-    shape: tuple[int, ...]
-    dtype: str
-    kind: str
+    key: str  # as stored and observed: images/<camera>, proprio, state, action, ...
+    shape: tuple[int, ...]  # per step
+    dtype: str  # numpy dtype name
+    kind: str  # one of KINDS
 
     def __post_init__(self):
         if self.kind not in KINDS:

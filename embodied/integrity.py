@@ -22,6 +22,7 @@ class CheckpointError(RuntimeError):
 
 
 def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in 8 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(_CHUNK):

@@ -83,7 +83,10 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or 'none'}") from None
+            raise KeyError(
+                f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or 'none'} (components of your "
+                f"own load from an installed package's '{PLUGIN_GROUP}' entry point, or with plugins=[module])"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"

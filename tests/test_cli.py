@@ -73,7 +73,7 @@ def test_collect_then_data_info(tmp_path):
 
 
 def test_user_config_folder_adds_choices(tmp_path, monkeypatch):
-    from embodied.configs import compose
+    from embodied.jobs.config import compose
 
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / "franka_wrist.yaml").write_text(

@@ -32,23 +32,28 @@ class Rule:
 
 
 def at_least(low: float) -> Rule:
+    """Values >= ``low``."""
     return Rule(f">= {low}", lambda v: v >= low)
 
 
 def positive() -> Rule:
+    """Values > 0."""
     return Rule("> 0", lambda v: v > 0)
 
 
 def between(low: float, high: float, high_inclusive: bool = True) -> Rule:
+    """Values in [low, high] (or [low, high) when not ``high_inclusive``)."""
     bracket = "]" if high_inclusive else ")"
     return Rule(f"in [{low}, {high}{bracket}", lambda v: low <= v <= high if high_inclusive else low <= v < high)
 
 
 def one_of(*choices: Any) -> Rule:
+    """One of ``choices``."""
     return Rule("one of " + ", ".join(map(str, choices)), lambda v: v in choices)
 
 
 def non_empty() -> Rule:
+    """A list with at least one element."""
     return Rule("a non-empty list", lambda v: len(v) > 0)
 
 

@@ -59,6 +59,7 @@ class RunningStats:
         return np.quantile(self._rows[0], QUANTILES, axis=0)
 
     def to_dict(self) -> dict:
+        """The statistics as saved in a store's attributes (with the bookkeeping to continue them)."""
         q01, q99 = self.quantiles()
         std = np.sqrt(self.m2 / max(self.count, 1))
         out = {

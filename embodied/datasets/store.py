@@ -24,43 +24,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from embodied.configs.checks import at_least, one_of
-from embodied.datasets._zarr import ChunkCache, acquire_lock, compressors, release_lock
+from embodied.datasets._zarr import ChunkCache, acquire_lock, release_lock
 from embodied.datasets.errors import StoreCorruptError, StoreError, StoreLockedError  # noqa: F401 (re-exported)
-from embodied.datasets.stats import RunningStats, public, stats_problem
-from embodied.features import Feature
-
-SCHEMA_VERSION = 1
-ATTRS_KEY = "embodied"
-# Step fields every store has, beside the env's own observation and action features (RLDS conventions).
-STEP_FEATURES = (
-    Feature("reward", (), "float32", "reward"),
-    Feature("discount", (), "float32", "reward"),
-    Feature("is_first", (), "bool", "flag"),
-    Feature("is_last", (), "bool", "flag"),
-    Feature("is_terminal", (), "bool", "flag"),
-    Feature("language_instruction", (), "int32", "language"),
+from embodied.datasets.layout import (  # noqa: F401 (StorageConfig: re-exported)
+    ATTRS_KEY,
+    EPISODE_FIELDS,
+    SCHEMA_VERSION,
+    STATS_KINDS,
+    StorageConfig,
+    check_stats,
+    episode_record,
+    validate_layout,
+    write_empty,
 )
-EPISODE_FIELDS = {"episode_ends": "int64", "length": "int64", "success": "bool", "seed": "int64",
-                  "task": "int32", "env_config": "int32"}  # fmt: skip
-STATS_KINDS = ("image", "proprio", "state", "action", "reward")
-
-
-@dataclass
-class StorageConfig:
-    """How per-step arrays are chunked and compressed (defaults chosen by benchmarks/store_throughput.py)."""
-
-    chunk_steps: int = 64  # steps per chunk along time
-    codec: str = "zstd"  # "zstd", "lz4" (blosc) or "none"
-    level: int = 3
-
-    CHECKS: ClassVar = {"chunk_steps": at_least(1), "codec": one_of("zstd", "lz4", "none"), "level": at_least(0)}
+from embodied.datasets.stats import RunningStats, public
+from embodied.features import Feature
 
 
 class EpisodeStore:
@@ -94,7 +77,7 @@ class EpisodeStore:
             except Exception as error:
                 raise StoreCorruptError(f"{self.path}/zarr.json: root metadata unreadable ({error})") from error
             self._load_attrs()
-            self._validate()
+            validate_layout(self)
             if check_stats:
                 self.check_stats()
             if mode == "a":
@@ -124,48 +107,15 @@ class EpisodeStore:
         try:
             if (path / "zarr.json").exists():
                 raise StoreError(f"{path} was created by another writer just now; open it with mode='a'")
-            cls._write_empty(path, features, metadata, storage or StorageConfig())
+            write_empty(path, features, metadata, storage or StorageConfig())
         except BaseException:
             release_lock(lock)
             raise
         return cls(path, mode="a", _lock=lock)
 
-    @staticmethod
-    def _write_empty(path: Path, features: Sequence[Feature], metadata: dict | None, storage: StorageConfig) -> None:
-        import zarr
-
-        features = list(features) + [f for f in STEP_FEATURES if f.key not in {g.key for g in features}]
-        root = zarr.open_group(str(path), mode="a")  # "w" would delete the lock file we hold
-        for feature in features:
-            root.create_array(
-                f"data/{feature.key}",
-                shape=(0, *feature.shape),
-                chunks=(storage.chunk_steps, *feature.shape),
-                dtype=feature.dtype,
-                compressors=compressors(storage),
-                # Every chunk is written, even all-zero ones: a missing chunk file then always means damage.
-                config={"write_empty_chunks": True},
-            )
-        for key, dtype in EPISODE_FIELDS.items():
-            root.create_array(
-                f"meta/{key}", shape=(0,), chunks=(1024,), dtype=dtype,
-                compressors=compressors(storage), config={"write_empty_chunks": True},
-            )  # fmt: skip
-        attrs = {
-            "schema_version": SCHEMA_VERSION,
-            "features": [f.to_dict() for f in features],
-            "metadata": metadata or {},
-            "storage": vars(storage),
-            "instructions": [],
-            "tasks": [],
-            "env_configs": [],
-            "stats": {},
-            "commit": {"n_episodes": 0, "n_steps": 0},
-        }
-        root.attrs.update({ATTRS_KEY: attrs})
-
     @classmethod
     def open(cls, path: str | Path, mode: str = "r", **kwargs) -> EpisodeStore:
+        """Opens an existing store (``mode="a"``: to append, taking the writer lock)."""
         return cls(path, mode=mode, **kwargs)
 
     @classmethod
@@ -202,22 +152,27 @@ class EpisodeStore:
 
     @property
     def n_episodes(self) -> int:
+        """Committed episodes."""
         return int(self._attrs["commit"]["n_episodes"])
 
     @property
     def n_steps(self) -> int:
+        """Committed steps, all episodes together."""
         return int(self._attrs["commit"]["n_steps"])
 
     @property
     def features(self) -> dict[str, Feature]:
+        """Per-step features by key (the env's observations and action, plus the RLDS fields)."""
         return {d["key"]: Feature.from_dict(d) for d in self._attrs["features"]}
 
     @property
     def metadata(self) -> dict:
+        """Dataset-level facts the env recorded (robot, control frequency, cameras, ...)."""
         return dict(self._attrs["metadata"])
 
     @property
     def instructions(self) -> list[str]:
+        """The distinct language instructions, in order of first appearance."""
         return list(self._attrs["instructions"])
 
     @property
@@ -227,6 +182,7 @@ class EpisodeStore:
 
     @property
     def episode_ends(self) -> np.ndarray:
+        """(n_episodes,) the exclusive end row of each episode."""
         return self._meta("episode_ends")
 
     def episode_info(self) -> dict[str, np.ndarray | list]:
@@ -299,17 +255,12 @@ class EpisodeStore:
 
     def check_stats(self) -> None:
         """Raises StoreCorruptError if the saved statistics are malformed or not finite (checked on open)."""
-        for key, stats in self._attrs["stats"].items():
-            feature = self.features.get(key)
-            if feature is None:
-                raise StoreCorruptError(f"{self.path}: statistics for {key!r}, which is not a feature")
-            dim = feature.shape[-1] if feature.shape else 1
-            problem = stats_problem(key, stats, dim, feature.kind == "image")
-            if problem:
-                raise StoreCorruptError(
-                    f"{self.path}: {problem}; the episodes may be intact: rebuild the statistics with "
-                    f"`embodied data recompute-stats {self.path}`"
-                )
+        check_stats(self)
+
+    @property
+    def raw_stats(self) -> dict[str, dict]:
+        """The saved statistics with their bookkeeping fields (m2, histograms)."""
+        return self._attrs["stats"]
 
     def recompute_stats(self) -> None:
         """Rebuilds every feature's statistics from the committed episodes and commits them (mode "a")."""
@@ -357,30 +308,9 @@ class EpisodeStore:
         """
         if self.mode != "a":
             raise StoreError(f"{self.path} is open read-only")
-        length = len(steps["action"])
-        if length == 0:
-            raise ValueError("an episode needs at least one step")
-        record = dict(steps)
-        record.setdefault("discount", np.ones(length, np.float32))
-        record["is_first"] = np.arange(length) == 0
-        record["is_last"] = np.arange(length) == length - 1
-        record["is_terminal"] = record["is_last"] & bool(terminated)
-        if terminated:
-            record["discount"] = np.asarray(record["discount"], np.float32).copy()
-            record["discount"][-1] = 0.0
-        record["language_instruction"] = np.full(length, self._intern("instructions", language_instruction))
-        features = self.features
-        missing = set(features) - set(record)
-        unknown = set(record) - set(features)
-        if missing or unknown:
-            raise ValueError(
-                f"episode keys do not match the store: missing {sorted(missing)}, unknown {sorted(unknown)}"
-            )
-        for key, feature in features.items():
-            value = np.asarray(record[key])
-            if value.shape != (length, *feature.shape):
-                raise ValueError(f"{key}: expected shape {(length, *feature.shape)}, got {value.shape}")
-            record[key] = value.astype(feature.dtype, copy=False)
+        instruction = self._intern("instructions", language_instruction)
+        record = episode_record(steps, self.features, instruction, terminated)
+        length = len(record["action"])
 
         start, stop = self.n_steps, self.n_steps + length
         for key, value in record.items():  # 1. data past the commit record: invisible until step 3
@@ -406,6 +336,7 @@ class EpisodeStore:
         return index
 
     def close(self) -> None:
+        """Releases the writer lock (a reader holds none)."""
         if self._lock_fd is not None:
             release_lock(self._lock_fd)
             self._lock_fd = None
@@ -483,40 +414,6 @@ class EpisodeStore:
             return read()
         except Exception as error:
             raise StoreCorruptError(f"{self.path}: {what} cannot be read: {type(error).__name__}: {error}") from error
-
-    def _validate(self) -> None:
-        """Checks that every array covers the commit record and every chunk file exists (cheap: no reads)."""
-        n_episodes, n_steps = self.n_episodes, self.n_steps
-        groups = {"data": (self.features, n_steps), "meta": (EPISODE_FIELDS, n_episodes)}
-        for group, (keys, committed) in groups.items():
-            for key in keys:
-                name = f"{group}/{key}"
-                try:
-                    array = self.root[name]
-                except Exception as error:
-                    raise StoreCorruptError(f"{self.path}: array {name} is missing or unreadable ({error})") from error
-                if array.shape[0] < committed:
-                    raise StoreCorruptError(
-                        f"{self.path}: array {name} holds {array.shape[0]} rows but {committed} are committed "
-                        "(truncated store)"
-                    )
-                if group == "data":
-                    feature = self.features[key]
-                    if tuple(array.shape[1:]) != feature.shape or np.dtype(array.dtype) != np.dtype(feature.dtype):
-                        raise StoreCorruptError(
-                            f"{self.path}: array {name} is {array.dtype}{tuple(array.shape[1:])}, "
-                            f"schema says {feature.dtype}{feature.shape}"
-                        )
-                for chunk_id in range(-(-committed // array.chunks[0])):
-                    coords = (chunk_id,) + (0,) * (array.ndim - 1)
-                    chunk_file = self.path / name / array.metadata.encode_chunk_key(coords)
-                    if not chunk_file.exists():
-                        raise StoreCorruptError(f"{self.path}: array {name} is missing chunk {chunk_id} ({chunk_file})")
-        ends = self.episode_ends
-        if n_episodes and (int(ends[-1]) != n_steps or np.any(np.diff(ends) <= 0) or ends[0] <= 0):
-            raise StoreCorruptError(
-                f"{self.path}: meta/episode_ends disagrees with the commit record ({n_steps} steps)"
-            )
 
     def _prepare_append(self) -> None:
         """Cuts off whatever a killed writer left past the commit record and restores running statistics."""

@@ -134,4 +134,5 @@ class MixtureDataset(ConcatDataset):
         )
 
     def sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
+        """A sampler drawing ``num_samples`` windows with replacement by the mixture's weights."""
         return WeightedRandomSampler(self.sample_weights(), num_samples, replacement=True, generator=generator)

@@ -38,6 +38,8 @@ def describe_encoder(encoder) -> dict:
 
 
 def fingerprint(encoder) -> str:
+    """A hash of everything that decides an encoder's features: its config, input size, normalisation and every
+    weight."""
     digest = hashlib.sha256(json.dumps(describe_encoder(encoder), sort_keys=True, default=str).encode())
     tensors = sorted([*encoder.named_parameters(), *encoder.named_buffers()], key=lambda item: item[0])
     for name, tensor in tensors:
@@ -47,6 +49,7 @@ def fingerprint(encoder) -> str:
 
 
 def cache_path(store_path: str | Path, encoder) -> Path:
+    """Where a store's cached features for an encoder live."""
     return Path(store_path) / CACHE_DIR / fingerprint(encoder)
 
 
@@ -117,6 +120,7 @@ def load_features(store, encoders: dict) -> dict[str, np.ndarray]:
 
 
 def clear_cache(store_path: str | Path) -> None:
+    """Deletes every feature cache of a store."""
     shutil.rmtree(Path(store_path) / CACHE_DIR, ignore_errors=True)
 
 

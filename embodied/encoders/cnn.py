@@ -55,6 +55,7 @@ class CNNEncoder(Encoder):
         self.dim = config.dim
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
+        """Feature-map tokens and spatial-softmax keypoints projected to ``dim``."""
         features = self.convs(pixels)
         tokens = self.to_tokens(features).flatten(2).transpose(1, 2)
         return EncoderOutput(tokens, self.pool(spatial_softmax(self.to_keypoints(features))))

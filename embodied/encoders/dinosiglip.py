@@ -24,7 +24,7 @@ class DinoSigLIPConfig(EncoderConfig):
     name: str = "dinosiglip"
     # each half: pretrained (hub id or directory) and/or model (config overrides), pool, keypoints
     dinov2: dict = field(default_factory=dict)
-    siglip: dict = field(default_factory=lambda: {"model": {"patch_size": 14}})
+    siglip: dict = field(default_factory=lambda: {"model": {"patch_size": 14}})  # patch 14: DINOv2's grid
     pool: str = "cls"  # per half (cls | mean | spatial_softmax); pooled = both halves' pooled, concatenated
 
     @classmethod
@@ -68,6 +68,7 @@ class DinoSigLIPEncoder(Encoder):
 
     @property
     def input_size(self) -> int:
+        """``image_size``, else the DINOv2 half's."""
         return self.config.image_size or self.halves["dinov2"].input_size
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
@@ -77,15 +78,19 @@ class DinoSigLIPEncoder(Encoder):
         return EncoderOutput(tokens, torch.cat([out.pooled for out in outputs], dim=-1))
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
+        """Not used: each half normalises its own way (call the encoder on uint8 images)."""
         raise NotImplementedError("dinosiglip normalises per half: call the encoder on uint8 images")
 
     def backbone_config(self) -> dict:
+        """Both halves' transformers configs."""
         return {name: half.backbone_config() for name, half in self.halves.items()}
 
     def apply_train_mode(self) -> DinoSigLIPEncoder:
+        """Each half's train mode (they share it)."""
         for half in self.halves.values():
             half.apply_train_mode()
         return self
 
     def grid(self) -> tuple[int, int]:
+        """The shared patch grid."""
         return self.halves["dinov2"].grid()

@@ -76,6 +76,7 @@ class ResNetEncoder(Encoder):
             self.keypoint_proj = nn.Linear(2 * config.keypoints, config.pooled_dim or self.dim)
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
+        """The last stage's feature map as tokens and its ``pool``."""
         out = self.backbone(pixel_values=pixels)
         features = out.last_hidden_state
         tokens = features.flatten(2).transpose(1, 2)
@@ -85,12 +86,15 @@ class ResNetEncoder(Encoder):
 
     @property
     def pooled_dim(self) -> int:
+        """``pooled_dim`` when spatial-softmax keypoints are projected, else the channels."""
         return self.keypoint_proj.out_features if self.config.pool == "spatial_softmax" else self.dim
 
     def backbone_config(self) -> dict:
+        """The ResNetConfig, to rebuild the backbone offline."""
         return self.backbone.config.to_diff_dict()
 
     def blocks(self) -> nn.ModuleList:
+        """The ResNet stages."""
         return self.backbone.encoder.stages
 
 

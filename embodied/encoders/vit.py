@@ -99,9 +99,11 @@ class ViTEncoder(Encoder):
 
     @property
     def input_size(self) -> int:
+        """``image_size``, else the backbone's own."""
         return self.config.image_size or int(self.backbone.config.image_size)
 
     def encode(self, pixels: torch.Tensor) -> EncoderOutput:
+        """Patch tokens (CLS dropped) and the pooled vector."""
         kwargs = {}
         if self.config.name == "mae":  # identity "noise": ViTMAE keeps patches in order instead of shuffling
             n = (pixels.shape[-2] // self.patch_size) * (pixels.shape[-1] // self.patch_size)
@@ -114,6 +116,7 @@ class ViTEncoder(Encoder):
         return EncoderOutput(tokens, self.pool(hidden, tokens, out, pixels.shape[-2:]))
 
     def pool(self, hidden, tokens, out, size) -> torch.Tensor:
+        """The pooled vector of ``pool`` from the backbone's output."""
         if self.config.pool == "mean":
             return tokens.mean(1)
         if self.config.pool == "cls":
@@ -125,16 +128,19 @@ class ViTEncoder(Encoder):
         return self.keypoint_proj(spatial_softmax(maps))
 
     def backbone_config(self) -> dict:
+        """The transformers config, to rebuild the backbone offline."""
         return self.backbone.config.to_diff_dict()
 
     def blocks(self) -> nn.ModuleList:
         # found by name and type: transformers 5 moved ViT's blocks from encoder.layer to layers
+        """The transformer layers."""
         for name, module in self.backbone.named_modules():
             if isinstance(module, nn.ModuleList) and name.split(".")[-1] in ("layers", "layer"):
                 return module
         raise ValueError(f"no transformer blocks found in {type(self.backbone).__name__}")
 
     def grid(self) -> tuple[int, int]:
+        """(rows, columns) of the patch grid at the input size."""
         side = self.input_size // self.patch_size
         return side, side
 

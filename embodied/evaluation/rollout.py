@@ -50,12 +50,15 @@ class InWorkerActor:
         self.action_dim = action_dim
 
     def reset(self, stream: int, obs: dict) -> None:
+        """Nothing to do: the worker's expert re-plans at reset."""
         pass
 
     def observe(self, stream: int, obs: dict) -> None:
+        """Nothing to do: the worker's expert sees the simulator."""
         pass
 
     def act(self, streams: Sequence[int]) -> np.ndarray:
+        """Zeros of the action's shape (the worker executes its expert's action instead)."""
         return np.zeros((len(streams), self.action_dim), dtype=np.float32)
 
 
@@ -71,6 +74,7 @@ class ExpertDriven(gym.Wrapper):
         self._obs = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Resets the env, then builds and plans a fresh expert seeded with the episode's seed."""
         from embodied.envs import ExpertConfig, make_expert
 
         obs, info = self.env.reset(seed=seed, options=options)
@@ -80,6 +84,7 @@ class ExpertDriven(gym.Wrapper):
         return obs, info
 
     def step(self, action):
+        """Executes the expert's action (``action`` is ignored) and reports it in the info."""
         chosen = self.expert.act(self._obs)
         obs, reward, terminated, truncated, info = self.env.step(chosen)
         self._obs = obs
@@ -92,14 +97,14 @@ class Episode:
     before each step, the action executed and the reward received) and video frames."""
 
     index: int  # the order in which the engine started it (evaluation: episode k <-> seeds[k])
-    seed: int
-    success: bool
+    seed: int  # the seed its scene was reset with
+    success: bool  # info["is_success"] at any step
     terminated: bool  # ended in a terminal state (vs. a time limit)
-    total_reward: float
-    length: int
-    instruction: str
-    steps: dict[str, np.ndarray] | None = None
-    frames: list[np.ndarray] = field(default_factory=list)
+    total_reward: float  # the sum of its rewards
+    length: int  # steps taken
+    instruction: str  # its language instruction
+    steps: dict[str, np.ndarray] | None = None  # recorded steps (record=True), else None
+    frames: list[np.ndarray] = field(default_factory=list)  # video frames (the first ``videos`` episodes)
 
 
 def rollout(

@@ -20,12 +20,14 @@ class FrameRecorder(gym.Wrapper):
         self.done = False
 
     def reset(self, **kwargs):
+        """Resets the env; the first frame is kept when recording."""
         out = self.env.reset(**kwargs)
         self.frames = [self.env.render()] if self.recording else []
         self.done = False
         return out
 
     def step(self, action):
+        """Steps the env; the frame after the step is kept when recording."""
         out = self.env.step(action)
         if self.recording:
             self.frames.append(self.env.render())

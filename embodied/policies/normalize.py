@@ -31,9 +31,11 @@ class Normalizer(nn.Module):
             self.register_buffer(_name(key, "scale"), scale)
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """Raw values of ``key`` -> normalised (trailing dimension)."""
         return (x - getattr(self, _name(key, "offset"))) / getattr(self, _name(key, "scale"))
 
     def unnormalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """Normalised values of ``key`` -> raw."""
         return x * getattr(self, _name(key, "scale")) + getattr(self, _name(key, "offset"))
 
 

@@ -70,6 +70,7 @@ class FrameSampler:
         return chosen[:, 0], chosen[:, 1], chosen[:, 2]
 
     def frames(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` random frames (n, H, W, 3) uint8."""
         store, start, end = self._pick(rng, n)
         return self._read(store, start + (rng.random(n) * (end - start)).astype(np.int64))
 

@@ -31,9 +31,11 @@ class MAEObjective(Objective):
         self._mask_ratio = mask_ratio
 
     def sample(self, frames: FrameSampler, rng: np.random.Generator, batch_size: int) -> dict:
+        """Single frames."""
         return {"images": torch.from_numpy(frames.frames(rng, batch_size))}
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """ViTMAE's pixel reconstruction loss on the masked patches."""
         pixels = self.encoder.preprocess(batch["images"].to(self.device))
         config = self.encoder.backbone.config
         config.mask_ratio, saved = self._mask_ratio, config.mask_ratio

@@ -48,6 +48,7 @@ class Objective(nn.Module):
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """Linear -> BatchNorm -> ReLU -> Linear (VICReg's expander and projection heads)."""
     return nn.Sequential(
         nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
     )

@@ -23,10 +23,12 @@ class TimeContrastiveObjective(Objective):
         self.window = window
 
     def sample(self, frames: FrameSampler, rng: np.random.Generator, batch_size: int) -> dict:
+        """Anchor frames and positives at most ``window`` steps away in the same episode."""
         anchors, positives = frames.pairs(rng, batch_size, self.window)
         return {"anchors": torch.from_numpy(anchors), "positives": torch.from_numpy(positives)}
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Symmetric InfoNCE over the batch."""
         device = next(self.parameters()).device
         both = torch.cat([batch["anchors"], batch["positives"]]).to(device)
         z = F.normalize(self.projection(self.encoder(both).pooled), dim=-1)

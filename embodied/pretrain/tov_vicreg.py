@@ -40,10 +40,12 @@ class TOVVICRegObjective(Objective):
         self.max_gap = max_gap
 
     def sample(self, frames: FrameSampler, rng: np.random.Generator, batch_size: int) -> dict:
+        """Frame triplets of one episode, in order or shuffled, with their labels."""
         triplets, labels = frames.triplets(rng, batch_size, self.max_gap)
         return {"triplets": torch.from_numpy(triplets), "labels": torch.from_numpy(labels)}
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """VICReg on two views of the middle frame plus the order-verification loss."""
         device = next(self.parameters()).device
         triplets, labels = batch["triplets"].to(device), batch["labels"].to(device).float()
         n = triplets.shape[0]

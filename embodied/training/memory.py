@@ -42,15 +42,17 @@ class MemoryEstimate:
     optimizer: int  # AdamW: two fp32 moments per trainable parameter
     ema: int  # the averaged copy of every parameter and buffer
     fixed_activations: int  # saved for backward whatever the batch size
-    activations_per_sample: int
+    activations_per_sample: int  # saved for backward per sample of the batch
     encoder_activations_per_sample: int  # the image encoders' share (what freezing them saves)
     encoder_trainable: int  # trainable parameters inside image encoders
 
     def needed(self, micro_batch: int) -> int:
+        """Bytes a step needs at ``micro_batch`` samples per forward/backward pass."""
         activations = self.fixed_activations + micro_batch * self.activations_per_sample
         return int(self.gradients + self.optimizer + self.ema + BACKWARD_FACTOR * activations)
 
     def needed_with_frozen_encoders(self, micro_batch: int) -> int:
+        """The same with the image encoders frozen (no activations, gradients or moments of theirs)."""
         saved = 4 * 3 * self.encoder_trainable  # gradient + two moments per encoder parameter
         activations = micro_batch * (self.activations_per_sample - self.encoder_activations_per_sample)
         return int(self.gradients + self.optimizer + self.ema - saved + BACKWARD_FACTOR * max(activations, 0))
@@ -61,17 +63,19 @@ class MemoryPlan:
     """What training will do: ``micro_batch_size`` samples per forward/backward, ``accumulation`` of them per
     optimiser step (``batch_size`` = the effective batch)."""
 
-    batch_size: int
-    micro_batch_size: int
+    batch_size: int  # the effective batch of an optimiser step
+    micro_batch_size: int  # samples per forward/backward pass
     needed: int  # bytes at that micro-batch
-    available: int
-    device: str
+    available: int  # bytes free when measured
+    device: str  # where training runs
 
     @property
     def accumulation(self) -> int:
+        """Micro-batches per optimiser step."""
         return math.ceil(self.batch_size / self.micro_batch_size)
 
     def describe(self) -> str:
+        """The one line training prints about it."""
         base = f"memory: ~{self.needed / GiB:.1f} GiB of {self.available / GiB:.1f} GiB available ({self.device})"
         if self.accumulation == 1:
             return f"{base} for batch {self.batch_size} in one pass"

@@ -42,8 +42,8 @@ class TrainerConfig:
     batch_size: int = 64  # samples per optimiser step (for samples/s and the memory plan)
     micro_batch_size: int | None = None  # samples per forward/backward; null: chosen by the memory estimate
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW and its learning-rate schedule
+    ema: EMAConfig = field(default_factory=EMAConfig)  # an EMA of the weights
     log_every: int = 50  # steps between metrics records
     checkpoint_every: int = 1000  # and at the last step (and on Ctrl-C or SIGTERM)
     resume: bool = False  # continue <run_dir>/checkpoints/last

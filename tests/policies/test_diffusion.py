@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodied.configs import compose, validated
 from embodied.datasets.store import EpisodeStore
 from embodied.datasets.window_dataset import WindowDataset
 from embodied.evaluation.evaluate import eval_env_config, evaluate
+from embodied.jobs.config import job_config
 from embodied.policies import Policy, make_policy
 from embodied.policies.diffusion.denoisers import ConditionalUnet1D, Conv1d, TransformerDenoiser
-from embodied.training.fit_policy import TrainConfig, train
+from embodied.training.fit_policy import train
 from embodied.training.optim import EMAConfig, make_ema
 
 TINY_ENCODER = {"name": "cnn", "channels": [8, 8], "strides": [2, 2], "dim": 16, "random_shift": 0, "crop": 0.9}
@@ -33,7 +33,7 @@ def batch_of(policy, store, n=8):
 
 
 def test_paper_defaults_compose_from_configs():
-    job = validated(TrainConfig, compose("train", ["policy=diffusion", "dataset=x"]))
+    job = job_config("train", ["policy=diffusion", "dataset=x"])
     p = job.policy
     assert (p.n_obs_steps, p.horizon, p.n_action_steps) == (2, 16, 8)
     assert (list(p.down_dims), p.kernel_size, p.n_groups, p.step_embed_dim) == ([512, 1024, 2048], 5, 8, 128)
@@ -48,9 +48,9 @@ def test_paper_defaults_compose_from_configs():
     )
     assert job.optim.schedule == "cosine" and job.ema.enabled and job.ema.power == 0.75
     # any registered encoder by override: the command line beats the policy's default encoder
-    swapped = validated(TrainConfig, compose("train", ["policy=diffusion", "encoder=dinov2", "dataset=x"]))
+    swapped = job_config("train", ["policy=diffusion", "encoder=dinov2", "dataset=x"])
     assert swapped.policy.encoder["name"] == "dinov2"
-    small = validated(TrainConfig, compose("train", ["policy=diffusion_small", "dataset=x"]))
+    small = job_config("train", ["policy=diffusion_small", "dataset=x"])
     assert list(small.policy.down_dims) == [32, 64, 128] and small.policy.encoder["name"] == "cnn"
 
 
@@ -80,26 +80,23 @@ def test_sampling_returns_chunks_within_the_action_bounds(store):
 
 
 def test_loss_decreases_and_checkpoints_hold_the_ema_weights(store, tmp_path):
-    job = validated(
-        TrainConfig,
-        compose(
-            "train",
-            [
-                "policy=diffusion_small",
-                f"dataset={store.path}",
-                "policy.down_dims=[32,64]",
-                "policy.step_embed_dim=32",
-                "policy.encoder.channels=[8,8]",
-                "policy.encoder.strides=[2,2]",
-                "policy.encoder.dim=16",
-                "env.image_size=32",
-                "steps=200",
-                "batch_size=32",
-                "log_every=10",
-                "optim.warmup_steps=10",
-                "progress=false",
-            ],
-        ),
+    job = job_config(
+        "train",
+        [
+            "policy=diffusion_small",
+            f"dataset={store.path}",
+            "policy.down_dims=[32,64]",
+            "policy.step_embed_dim=32",
+            "policy.encoder.channels=[8,8]",
+            "policy.encoder.strides=[2,2]",
+            "policy.encoder.dim=16",
+            "env.image_size=32",
+            "steps=200",
+            "batch_size=32",
+            "log_every=10",
+            "optim.warmup_steps=10",
+            "progress=false",
+        ],
     )
     final = train(job, tmp_path / "run")
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

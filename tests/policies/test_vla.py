@@ -12,13 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodied.configs import compose, validated
 from embodied.datasets.store import EpisodeStore
 from embodied.datasets.window_dataset import WindowDataset
+from embodied.jobs.config import job_config
 from embodied.policies import Policy, make_policy
 from embodied.policies.openvla.language_model import default_tokenizer
 from embodied.policies.openvla.sequence import ACTION, BOS, EOS, IMAGE, PAD, SLOT, TEXT
-from embodied.training.fit_policy import TrainConfig, train
+from embodied.training.fit_policy import train
 
 TINY_ENCODER = {"name": "cnn", "channels": [8, 8], "strides": [4, 4], "dim": 16, "random_shift": 0}  # 2x2 tokens
 TINY_LM = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -45,7 +45,7 @@ def obs_of(policy, batch, instructions=None):
 
 
 def test_configs_compose_openvla_defaults():
-    job = validated(TrainConfig, compose("train", ["policy=openvla", "dataset=x"]))
+    job = job_config("train", ["policy=openvla", "dataset=x"])
     p = job.policy
     assert p.encoder["name"] == "dinosiglip" and p.decoding == "sequential" and p.n_bins == 256
     # OpenVLA's fine-tuning recipe: LoRA r 32 / alpha 16 (LM and vision towers) where weights are pretrained, batch 16
@@ -55,13 +55,13 @@ def test_configs_compose_openvla_defaults():
 
     resolve_train_modes(p)
     assert (p.lm.train, p.encoder["train"]) == ("full", "finetune")  # random weights: nothing to preserve
-    pretrained = validated(TrainConfig, compose("train", ["policy=openvla", "dataset=x", "policy.lm.pretrained=/m",
-                                                          "+policy.encoder.siglip.pretrained=/s"])).policy  # fmt: skip
+    pretrained = job_config("train", ["policy=openvla", "dataset=x", "policy.lm.pretrained=/m",
+                                                          "+policy.encoder.siglip.pretrained=/s"]).policy  # fmt: skip
     resolve_train_modes(pretrained)
     assert (pretrained.lm.train, pretrained.encoder["train"]) == ("lora", "lora")
     assert p.prompt == "In: What action should the robot take to {instruction}?\nOut:"
     assert (job.optim.lr, job.optim.schedule, job.optim.warmup_steps) == (5e-4, "constant", 0)
-    small = validated(TrainConfig, compose("train", ["policy=openvla_small", "dataset=x"]))
+    small = job_config("train", ["policy=openvla_small", "dataset=x"])
     assert small.policy.encoder["name"] == "cnn" and small.policy.encoder["strides"] == [2, 2, 2, 2]
     assert small.batch_size == 64
 
@@ -171,7 +171,7 @@ def test_training_save_load_and_rollout(store, tmp_path):
     overrides = ["policy=openvla", f"dataset={store.path}", "steps=60", "batch_size=16", "log_every=20",
                  "checkpoint_every=60", "progress=false", "env.image_size=32", *ENCODER_OVERRIDES,
                  *LM_OVERRIDES, "policy.projector_hidden=32"]  # fmt: skip
-    job = validated(TrainConfig, compose("train", overrides))
+    job = job_config("train", overrides)
     final = train(job, tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["loss"] < records[0]["loss"]
@@ -266,7 +266,7 @@ def test_mixture_keeps_statistics_per_dataset(image_store, tmp_path):
     overrides = ["policy=openvla", f"dataset=[{image_store},{other}]", "steps=2", "batch_size=8",
                  "progress=false", "env.image_size=32", *ENCODER_OVERRIDES,
                  *LM_OVERRIDES, "policy.projector_hidden=32"]  # fmt: skip
-    final = train(validated(TrainConfig, compose("train", overrides)), tmp_path / "run")
+    final = train(job_config("train", overrides), tmp_path / "run")
     statistics = json.loads((final / "dataset_statistics.json").read_text())
     assert sorted(statistics) == sorted([image_store.stem, "lift_copy"])
     policy = Policy.from_pretrained(final)

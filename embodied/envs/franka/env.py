@@ -134,6 +134,7 @@ class FrankaEnv(Env):
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """A new scene: ``seed`` fixes it (object placement); returns (observation, info)."""
         super().reset(seed=seed)
         # robosuite's placement samplers hold a reference to env.rng: reseed it in place from our np_random,
         # so reset(seed=s) fixes the initial scene and later unseeded resets stay reproducible.
@@ -144,6 +145,7 @@ class FrankaEnv(Env):
         return self._observation(raw), {"is_success": False}
 
     def step(self, action):
+        """One control step (25 physics substeps at 20 Hz) of a 7-D action in [-1, 1]."""
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"action must have shape ({ACTION_DIM},), got {action.shape}")
@@ -166,6 +168,7 @@ class FrankaEnv(Env):
         return self._video_renderer.render(self.config.video_camera)
 
     def close(self) -> None:
+        """Frees the renderers and the simulation."""
         for renderer in (self._camera_renderer, self._video_renderer):
             if renderer is not None:
                 renderer.close()

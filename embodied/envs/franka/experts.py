@@ -136,6 +136,7 @@ class LiftExpert(PickPlaceExpert):
     """Lift: grasp the cube and raise it."""
 
     def object_body(self) -> str:
+        """The cube."""
         return self.sim_env.cube.root_body
 
 
@@ -145,9 +146,11 @@ class StackExpert(PickPlaceExpert):
     place_clearance = 0.055  # cubeB half-size 0.025 + cubeA half-size 0.02 + a 1 cm drop
 
     def object_body(self) -> str:
+        """Cube A, the one that moves."""
         return self.sim_env.cubeA.root_body
 
     def place_target(self) -> np.ndarray:
+        """Cube B's position."""
         sim = self.sim_env.sim
         return np.array(sim.data.body_xpos[sim.model.body_name2id(self.sim_env.cubeB.root_body)])
 
@@ -160,9 +163,11 @@ class PickPlaceCanExpert(PickPlaceExpert):
     place_clearance = 0.10
 
     def object_body(self) -> str:
+        """The can."""
         return self.sim_env.objects[self.sim_env.object_id].root_body
 
     def place_target(self) -> np.ndarray:
+        """The can's bin."""
         return np.array(self.sim_env.target_bin_placements[self.sim_env.object_id])
 
 

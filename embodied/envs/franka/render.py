@@ -126,6 +126,7 @@ class CameraRenderer:
         return self.renderer.render()
 
     def close(self) -> None:
+        """Frees the GL context and buffers."""
         if self.renderer is not None:
             self.renderer.close()
             self.renderer = None

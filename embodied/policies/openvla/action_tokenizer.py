@@ -62,6 +62,7 @@ class ActionTokenizer:
 
     @property
     def action_dim(self) -> int:
+        """Dimensions of one action."""
         return len(self.q01)
 
     @property
@@ -78,6 +79,7 @@ class ActionTokenizer:
         return back(torch.where(mask, scaled, x).clamp(-1.0, 1.0))
 
     def unnormalize(self, normalized):
+        """[-1, 1] normalised actions -> raw actions (the gripper passes through, clipped)."""
         x, back = _as_tensor(normalized)
         q01, q99, mask = self._bounds(x)
         return back(torch.where(mask, (x + 1) / 2 * (q99 - q01) + q01, x))
@@ -112,10 +114,12 @@ class ActionTokenizer:
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
+        """JSON-ready form, saved in ``dataset_statistics.json``."""
         return {"q01": self.q01.tolist(), "q99": self.q99.tolist(), "mask": self.mask.tolist(), "n_bins": self.n_bins}
 
     @classmethod
     def from_dict(cls, vocab_size: int, saved: Mapping) -> ActionTokenizer:
+        """Inverse of :meth:`to_dict`."""
         return cls(vocab_size, saved["q01"], saved["q99"], saved["mask"], saved.get("n_bins", 256))
 
     # ------------------------------------------------------------------ helpers

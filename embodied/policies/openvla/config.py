@@ -43,7 +43,7 @@ class VLAConfig(PolicyConfig):
     def tiny(cls) -> VLAConfig:
         """A tiny cnn encoder (4x4 token grid at 32 px) and a 2-layer, 64-wide Llama."""
         return cls(
-            encoder={"name": "cnn", "channels": [8, 8], "strides": [2, 2, 2], "dim": 16},
+            encoder={"name": "cnn", "channels": [8, 8, 8], "strides": [2, 2, 2], "dim": 16},
             lm=LanguageModelConfig(model={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                                           "num_attention_heads": 2, "num_key_value_heads": 2}),
         )  # fmt: skip
@@ -68,6 +68,7 @@ def resolve_train_modes(config: VLAConfig) -> None:
 
 
 def validate(config: VLAConfig) -> None:
+    """Config errors a user can make, named before anything is built."""
     if config.decoding not in DECODINGS:
         raise ValueError(f"policy.decoding must be one of {DECODINGS}, got {config.decoding!r}")
     if config.action_head not in ACTION_HEADS:

@@ -47,8 +47,8 @@ class LanguageModelConfig:
     model: dict = field(default_factory=dict)  # config overrides when built from config (default: TINY_LLAMA)
     train: str = "full"  # full | lora | frozen | auto (openvla preset: lora with pretrained weights, else full)
     lora_rank: int = 32  # OpenVLA's fine-tuning script: r 32, alpha 16, dropout 0, every linear layer
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
+    lora_alpha: int = 16  # LoRA scaling (the update is multiplied by alpha / rank)
+    lora_dropout: float = 0.0  # dropout on the adapters' input
     quantization: str | None = None  # null | 8bit | 4bit: bitsandbytes, CUDA only, needs `pretrained`
     dtype: str | None = None  # load dtype for pretrained weights (bfloat16 | float16 | float32); null: float32
 

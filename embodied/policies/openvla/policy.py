@@ -108,6 +108,7 @@ class VLAPolicy(CameraPolicy):
     # ------------------------------------------------------------------ sequences
     @property
     def action_token_ids(self) -> range:
+        """The 256 (``n_bins``) ids at the end of the text vocabulary that stand for action bins."""
         first = self.vocab_size - self.config.n_bins
         return range(first, self.vocab_size)
 
@@ -295,6 +296,7 @@ class VLAPolicy(CameraPolicy):
 
     # ------------------------------------------------------------------ helpers
     def image_encoders(self) -> dict:
+        """None for the feature cache: the VLA reads patch tokens, never the cached pooled vectors."""
         return {}  # the VLA reads patch tokens, never the feature cache's pooled vectors
 
     def _dataset_keys(self, batch: Mapping[str, Any], n: int) -> list[str]:
