@@ -22,20 +22,15 @@ def main() -> None:
 
     from functools import partial
 
-    from embodied.envs import make_vector_env
     from embodied.envs.franka.config import FrankaConfig
-    from embodied.evaluation.rollout import ExpertDriven, InWorkerActor, rollout
+    from embodied.evaluation.rollout import ExpertDriven, rollout_in_workers
 
     rows = []
     for task in args.tasks:
         start = time.perf_counter()
-        envs = make_vector_env(FrankaConfig(task=task, obs_mode="state"), args.workers,
-                               wrappers=[partial(ExpertDriven, noise=0.1)], autoreset=False)  # fmt: skip
         results = []
-        try:
-            rollout(envs, InWorkerActor(envs.single_action_space.shape[0]), iter(range(args.seeds)), results.append)
-        finally:
-            envs.close(terminate=True)
+        rollout_in_workers(FrankaConfig(task=task, obs_mode="state"), iter(range(args.seeds)), results.append,
+                           workers=args.workers, wrappers=[partial(ExpertDriven, noise=0.1)])  # fmt: skip
         success = np.array([r.success for r in results])
         lengths = np.array([r.length for r in results])
         failed = sorted(r.seed for r in results if not r.success)

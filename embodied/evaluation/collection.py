@@ -65,8 +65,8 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
     from tqdm.auto import tqdm
 
     from embodied.configs.checks import check_config
-    from embodied.envs import env_config, make_vector_env
-    from embodied.evaluation.rollout import ExpertDriven, InWorkerActor, rollout
+    from embodied.envs import env_config
+    from embodied.evaluation.rollout import ExpertDriven, rollout_in_workers
 
     check_config(config)
     check_output(config)
@@ -91,48 +91,46 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
 
     from functools import partial
 
-    workers = max(config.num_workers, 1)
-    envs = make_vector_env(env_cfg, workers, wrappers=[partial(ExpertDriven, noise=config.expert_noise)],
-                           autoreset=False, in_process=config.num_workers == 0)  # fmt: skip
     task = getattr(env_cfg, "task", None) or env_cfg.name
     bar = tqdm(total=config.episodes, initial=have, desc=f"collect {task}", unit="ep")
     counts = {"attempts": 0, "successes": 0}
-    try:
-        features = envs.get_attr("features")[0]
-        if store is not None:  # resuming: the env must produce what the store holds
-            store.check_features(features)
+    opened = {"store": store}
+
+    def open_store(features, metadata) -> None:
+        if opened["store"] is not None:  # resuming: the env must produce what the store holds
+            opened["store"].check_features(features)
         else:
-            store = EpisodeStore.create(out, features, envs.get_attr("metadata_for_store")[0], config.storage)
+            opened["store"] = EpisodeStore.create(out, features, metadata, config.storage)
 
-        def keep(episode) -> bool:
-            counts["attempts"] += 1
-            counts["successes"] += episode.success
-            bar.set_postfix(expert_success=f"{counts['successes'] / counts['attempts']:.0%}",
-                            attempts=counts["attempts"], refresh=False)  # fmt: skip
-            if episode.success or config.keep_failed:
-                store.append_episode(
-                    episode.steps, language_instruction=episode.instruction, terminated=episode.terminated,
-                    success=episode.success, seed=episode.seed, task=task, env_config=asdict(env_cfg),
-                )  # fmt: skip
-                bar.update(1)
-                _pause_for_tests(store.n_episodes)
-            return store.n_episodes >= config.episodes
+    def keep(episode) -> bool:
+        writer = opened["store"]
+        counts["attempts"] += 1
+        counts["successes"] += episode.success
+        bar.set_postfix(expert_success=f"{counts['successes'] / counts['attempts']:.0%}",
+                        attempts=counts["attempts"], refresh=False)  # fmt: skip
+        if episode.success or config.keep_failed:
+            writer.append_episode(
+                episode.steps, language_instruction=episode.instruction, terminated=episode.terminated,
+                success=episode.success, seed=episode.seed, task=task, env_config=asdict(env_cfg),
+            )  # fmt: skip
+            bar.update(1)
+            _pause_for_tests(writer.n_episodes)
+        return writer.n_episodes >= config.episodes
 
-        action_dim = envs.single_action_space.shape[0]
+    try:
         max_attempts = math.ceil((config.episodes - have) * config.max_attempts_factor)
-        rollout(envs, InWorkerActor(action_dim), seeds(), keep, max_episodes=max_attempts, record=True)
-        if store.n_episodes < config.episodes:
+        rollout_in_workers(env_cfg, seeds(), keep, workers=config.num_workers,
+                           wrappers=[partial(ExpertDriven, noise=config.expert_noise)], max_episodes=max_attempts,
+                           record=True, on_env=open_store)  # fmt: skip
+        if opened["store"] is None or opened["store"].n_episodes < config.episodes:
             raise RuntimeError(
                 f"the expert succeeded in {counts['successes']} of {counts['attempts']} attempts; stopped before "
                 f"reaching {config.episodes} episodes (raise max_attempts_factor or set keep_failed=true)"
             )
     finally:
         bar.close()
-        # terminate: workers hold nothing to flush (episodes are committed here), and a clean close waits on every
-        # worker exiting, which would turn one stuck GL teardown into a hung collection
-        envs.close(terminate=True) if config.num_workers else envs.close()
-        if store is not None:
-            store.close()
+        if opened["store"] is not None:
+            opened["store"].close()
     return out
 
 
