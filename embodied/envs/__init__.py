@@ -17,6 +17,7 @@ from typing import Any
 
 from embodied.envs.base import EVAL_SEED_OFFSET, Env, EnvConfig
 from embodied.envs.franka.config import FrankaConfig
+from embodied.envs.metaworld.config import MetaWorldConfig
 from embodied.registry import Registry
 
 ENVS: Registry[Callable[[Any], Any]] = Registry("env")
@@ -46,8 +47,22 @@ def _franka_expert(env, config: ExpertConfig):
     return make_expert(env, config)
 
 
+def _metaworld(config: MetaWorldConfig):
+    from embodied.envs.metaworld.env import MetaWorldEnv
+
+    return MetaWorldEnv(config)
+
+
+def _metaworld_expert(env, config: ExpertConfig):
+    from embodied.envs.metaworld.experts import make_expert
+
+    return make_expert(env, config)
+
+
 ENVS.register("franka", config=FrankaConfig)(_franka)
 EXPERTS.register("franka")(_franka_expert)
+ENVS.register("metaworld", config=MetaWorldConfig)(_metaworld)
+EXPERTS.register("metaworld")(_metaworld_expert)
 
 
 def env_config(cfg: Any):

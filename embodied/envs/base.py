@@ -12,7 +12,8 @@ and registered with ``ENVS.register(name, config=...)``. It must
 - accept ``reset(seed=s)`` fixing the scene, so episode ``k`` of a collection is reproducible from its seed.
 
 Its config tells how to render only what a policy reads (:meth:`EnvConfig.adapt_to`), which task it runs
-(``task``, when it has several) and its control rate (``control_freq``, for videos).
+(``task``, when it has several; a multi-task suite's tasks through :meth:`EnvConfig.suite_tasks`) and its control
+rate (``control_freq``, for videos).
 
 Seeds: collection episode ``k`` uses ``seed + k`` (below :data:`EVAL_SEED_OFFSET`); evaluation episode ``k`` uses
 ``EVAL_SEED_OFFSET + seed + k``, so evaluation scenes never appear in training data.
@@ -24,10 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
-from embodied.features import Feature
+from embodied.features import INSTRUCTION, Feature
 
 EVAL_SEED_OFFSET = 1_000_000_000  # evaluation seeds start here; collection seeds stay below
+MAX_INSTRUCTION_LENGTH = 256  # characters of a language instruction in the observation space
 
 
 @dataclass
@@ -39,6 +42,15 @@ class EnvConfig:
     def adapt_to(self, cameras: list[str], image_size: int | None) -> EnvConfig:
         """This config, rendering only ``cameras`` at ``image_size`` px (none: no rendering at all), for a policy
         that reads those images. Envs without cameras return themselves."""
+        return self
+
+    def suite_tasks(self) -> list[str]:
+        """The tasks of the multi-task suite this config names (collection and evaluation run each in turn, via
+        :meth:`for_task`); empty: the config runs one task."""
+        return []
+
+    def for_task(self, task: str) -> EnvConfig:
+        """This config, running ``task`` alone (envs with suites override it)."""
         return self
 
 
@@ -56,3 +68,18 @@ class Env(gym.Env):
     def metadata_for_store(self) -> dict[str, Any]:
         """Dataset-level facts an episode store records (robot, control frequency, action space, cameras, config)."""
         raise NotImplementedError
+
+    def observation_space_from_features(self) -> gym.spaces.Dict:
+        """The gymnasium observation space of :attr:`features`: images uint8 in [0, 255], vectors float32, and the
+        instruction as text."""
+        import string
+
+        spaces: dict[str, gym.Space] = {}
+        for feature in self.features:
+            if feature.kind == "image":
+                spaces[feature.key] = gym.spaces.Box(0, 255, feature.shape, np.uint8)
+            elif feature.kind in ("proprio", "state"):
+                spaces[feature.key] = gym.spaces.Box(-np.inf, np.inf, feature.shape, np.float32)
+        charset = string.ascii_letters + string.digits + string.punctuation + " "
+        spaces[INSTRUCTION] = gym.spaces.Text(MAX_INSTRUCTION_LENGTH, charset=charset)
+        return gym.spaces.Dict(spaces)

@@ -29,11 +29,12 @@ class CollectConfig:
     """What `embodied collect` does; the env section is validated by the env's own schema."""
 
     env: Any = None  # the env config (env=franka env.task=stack ...)
-    episodes: int = 100  # successful episodes the store should hold when done
+    episodes: int = 100  # successful episodes the store should hold when done (per task, for a suite)
     out: str | None = None  # store path; default: <run dir>/dataset.zarr
     seed: int = 0  # first episode seed; episode k uses seed + k (failed seeds are replaced by later ones)
     num_workers: int = 2  # env processes; 0 runs the env in this process
     expert_noise: float = 0.1  # std of Gaussian noise on the expert's commands (action units)
+    per_task_stores: bool = False  # a suite (env.suite=mt10): one store per task, out/<task>.zarr; else one store
     keep_failed: bool = False  # also store episodes the expert failed (flagged success=False)
     max_attempts_factor: float = 3.0  # give up after episodes * factor attempts (a broken expert)
     storage: StorageConfig = field(default_factory=StorageConfig)  # chunking and compression of the store
@@ -61,26 +62,63 @@ def check_output(config: CollectConfig) -> None:
 
 
 def collect(config: CollectConfig, run_dir: Path) -> Path:
-    """Collects until the store holds ``config.episodes`` episodes; returns the store path."""
-    from tqdm.auto import tqdm
-
+    """Collects until the store holds ``config.episodes`` episodes (per task, for a suite); returns the store path
+    (for ``per_task_stores``: the folder of per-task stores)."""
     from embodied.configs.checks import check_config
     from embodied.envs import env_config
-    from embodied.evaluation.rollout import ExpertDriven, rollout_in_workers
 
     check_config(config)
     check_output(config)
     env_cfg = env_config(config.env)
     out = Path(config.out) if config.out else Path(run_dir) / "dataset.zarr"
-    store = EpisodeStore.open(out, mode="a") if (out / "zarr.json").exists() else None
-    done_seeds = set(store.episode_info()["seed"].tolist()) if store else set()
-    have = store.n_episodes if store else 0
-    if have >= config.episodes:
-        print(f"{out} already holds {have} episodes; nothing to collect")
-        store.close()
+    tasks = env_cfg.suite_tasks()
+    if not tasks:
+        _collect_task(config, env_cfg, out, f"collect {_task_name(env_cfg)}")
         return out
+    if config.per_task_stores:
+        out = Path(config.out) if config.out else Path(run_dir) / "datasets"
+    rows = []
+    for i, task in enumerate(tasks):
+        path = out / f"{task}.zarr" if config.per_task_stores else out
+        label = f"[{i + 1}/{len(tasks)}] {task}"
+        rows.append((task, *_collect_task(config, env_cfg.for_task(task), path, label, suite_config=env_cfg)))
+    print(format_task_table(rows))
+    return out
+
+
+def format_task_table(rows: list[tuple[str, int, int]]) -> str:
+    """Per-task expert success of this run's attempts (``rows``: task, successes, attempts)."""
+    lines = ["| task | expert successes | attempts | rate |", "|---|---|---|---|"]
+    for task, successes, attempts in rows:
+        rate = f"{successes / attempts:.0%}" if attempts else "(already collected)"
+        lines.append(f"| {task} | {successes} | {attempts} | {rate} |")
+    return "\n".join(lines)
+
+
+def _task_name(env_cfg) -> str:
+    return getattr(env_cfg, "task", None) or env_cfg.name
+
+
+def _collect_task(config: CollectConfig, env_cfg, out: Path, label: str, suite_config=None) -> tuple[int, int]:
+    """Collects one task's episodes into ``out`` (a store that may hold other tasks: a suite's); returns this run's
+    (expert successes, attempts). ``suite_config``: the suite's config, recorded as the store's env config."""
+    from functools import partial
+
+    from tqdm.auto import tqdm
+
+    from embodied.evaluation.rollout import ExpertDriven, rollout_in_workers
+
+    task = _task_name(env_cfg)
+    store = EpisodeStore.open(out, mode="a") if (out / "zarr.json").exists() else None
+    info = store.episode_info() if store else {"seed": [], "task": []}
+    done_seeds = {int(s) for s, t in zip(info["seed"], info["task"]) if t == task}
+    have = len(done_seeds)
+    if have >= config.episodes:
+        print(f"{out} already holds {have} episodes ({task}); nothing to collect")
+        store.close()
+        return 0, 0
     if have:
-        print(f"resuming {out}: {have} episodes present, collecting {config.episodes - have} more")
+        print(f"resuming {out}: {have} episodes present ({task}), collecting {config.episodes - have} more")
 
     def seeds():
         k = 0
@@ -89,17 +127,16 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
                 yield config.seed + k
             k += 1
 
-    from functools import partial
-
-    task = getattr(env_cfg, "task", None) or env_cfg.name
-    bar = tqdm(total=config.episodes, initial=have, desc=f"collect {task}", unit="ep")
-    counts = {"attempts": 0, "successes": 0}
+    bar = tqdm(total=config.episodes, initial=have, desc=label, unit="ep")
+    counts = {"attempts": 0, "successes": 0, "kept": have}
     opened = {"store": store}
 
     def open_store(features, metadata) -> None:
-        if opened["store"] is not None:  # resuming: the env must produce what the store holds
+        if opened["store"] is not None:  # resuming or a suite's next task: the env must produce what it holds
             opened["store"].check_features(features)
         else:
+            if suite_config is not None:
+                metadata = {**metadata, "env_config": asdict(suite_config), "suite": suite_config.suite_tasks()}
             opened["store"] = EpisodeStore.create(out, features, metadata, config.storage)
 
     def keep(episode) -> bool:
@@ -113,25 +150,26 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
                 episode.steps, language_instruction=episode.instruction, terminated=episode.terminated,
                 success=episode.success, seed=episode.seed, task=task, env_config=asdict(env_cfg),
             )  # fmt: skip
+            counts["kept"] += 1
             bar.update(1)
             _pause_for_tests(writer.n_episodes)
-        return writer.n_episodes >= config.episodes
+        return counts["kept"] >= config.episodes
 
     try:
         max_attempts = math.ceil((config.episodes - have) * config.max_attempts_factor)
         rollout_in_workers(env_cfg, seeds(), keep, workers=config.num_workers,
                            wrappers=[partial(ExpertDriven, noise=config.expert_noise)], max_episodes=max_attempts,
                            record=True, on_env=open_store)  # fmt: skip
-        if opened["store"] is None or opened["store"].n_episodes < config.episodes:
+        if counts["kept"] < config.episodes:
             raise RuntimeError(
-                f"the expert succeeded in {counts['successes']} of {counts['attempts']} attempts; stopped before "
-                f"reaching {config.episodes} episodes (raise max_attempts_factor or set keep_failed=true)"
+                f"{task}: the expert succeeded in {counts['successes']} of {counts['attempts']} attempts; stopped "
+                f"before reaching {config.episodes} episodes (raise max_attempts_factor or set keep_failed=true)"
             )
     finally:
         bar.close()
         if opened["store"] is not None:
             opened["store"].close()
-    return out
+    return counts["successes"], counts["attempts"]
 
 
 def cache_dir() -> Path:
@@ -154,18 +192,19 @@ def default_store(env: Any, episodes: int = DEFAULT_EPISODES) -> Path:
 
     env_cfg = env_config(env)
     digest = hashlib.sha256(json.dumps(asdict(env_cfg), sort_keys=True).encode()).hexdigest()[:8]
-    task = getattr(env_cfg, "task", "default")
+    task = getattr(env_cfg, "suite", None) or getattr(env_cfg, "task", "default")
     path = cache_dir() / "datasets" / f"{env_cfg.name}-{task}-{episodes}-{digest}.zarr"
     have = 0
     if (path / "zarr.json").exists():
         with EpisodeStore(path) as store:
             have = store.n_episodes
-    if have >= episodes:
-        print(f"no dataset= given: training on the default {env_cfg.name} {task} store ({episodes} expert episodes, "
-              f"{path})", flush=True)  # fmt: skip
+    tasks = len(env_cfg.suite_tasks())
+    count = f"{episodes} expert episodes" + (f" per task, {tasks} tasks" if tasks else "")
+    if have >= episodes * max(1, tasks):
+        print(f"no dataset= given: training on the default {env_cfg.name} {task} store ({count}, {path})", flush=True)
         return path
-    print(f"no dataset= given: collecting the default {env_cfg.name} {task} store once ({episodes} expert episodes "
-          f"into {path}; set EMBODIED_CACHE to move it)", flush=True)  # fmt: skip
+    print(f"no dataset= given: collecting the default {env_cfg.name} {task} store once ({count} into {path}; set "
+          "EMBODIED_CACHE to move it)", flush=True)  # fmt: skip
     return collect(CollectConfig(env=env_cfg, episodes=episodes, out=str(path)), path.parent)
 
 

@@ -47,14 +47,19 @@ def evaluate(
     progress: bool = True,
     temporal_ensemble: float | None = None,
 ) -> dict:
-    """Runs ``episodes`` rollouts of ``policy`` in ``env_config``; returns (and writes to ``out_dir/results.json``)
-    the summary with one record per episode."""
+    """Runs ``episodes`` rollouts of ``policy`` in ``env_config`` (per task, for a multi-task suite); returns (and
+    writes to ``out_dir/results.json``) the summary with one record per episode."""
     from tqdm.auto import tqdm
 
+    from embodied.envs import env_config as validate
     from embodied.envs import make_vector_env
     from embodied.evaluation.rollout import rollout
     from embodied.policies.runner import PolicyRunner
 
+    env_config = validate(env_config)
+    if env_config.suite_tasks():
+        return evaluate_suite(policy, env_config, episodes, num_envs, seed, out_dir, videos, progress,
+                              temporal_ensemble)  # fmt: skip
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     num_envs = max(1, min(num_envs, episodes))
@@ -64,10 +69,11 @@ def evaluate(
     started = time.perf_counter()
     runner = PolicyRunner(policy, num_envs, temporal_ensemble)
     records: list[dict] = []
-    bar = tqdm(total=episodes, desc="eval", disable=not progress, dynamic_ncols=True)
+    task = getattr(env_config, "task", None)
+    bar = tqdm(total=episodes, desc=f"eval {task}" if task else "eval", disable=not progress, dynamic_ncols=True)
 
     def record(episode) -> None:
-        entry = {"episode": episode.index, "seed": episode.seed, "success": episode.success,
+        entry = {"episode": episode.index, "seed": episode.seed, "task": task, "success": episode.success,
                  "return": episode.total_reward, "length": episode.length, "video": None}  # fmt: skip
         if episode.frames and out_dir is not None:
             entry["video"] = write_video(out_dir / "videos" / video_name(entry), episode.frames, fps)
@@ -84,7 +90,41 @@ def evaluate(
         # worker exiting, which would turn one stuck GL teardown into a hung evaluation
         envs.close(terminate=True)
     records.sort(key=lambda r: r["episode"])
+    return _finish(summarize(records), records, started, env_config, out_dir)
+
+
+def evaluate_suite(
+    policy,
+    env_config,
+    episodes: int,
+    num_envs: int = 2,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    videos: int = 2,
+    progress: bool = True,
+    temporal_ensemble: float | None = None,
+) -> dict:
+    """Every task of the suite ``env_config`` names, ``episodes`` each (results and videos per task in
+    ``out_dir/<task>/``); the summary pools all episodes and adds ``per_task`` summaries and ``suite_mean`` (the
+    mean of the per-task success rates, the figure multi-task benchmarks report)."""
+    out_dir = Path(out_dir) if out_dir is not None else None
+    started = time.perf_counter()
+    records, per_task = [], {}
+    for task in env_config.suite_tasks():
+        task_dir = out_dir / task if out_dir is not None else None
+        result = evaluate(policy, env_config.for_task(task), episodes, num_envs, seed, task_dir, videos, progress,
+                          temporal_ensemble)  # fmt: skip
+        records += result["per_episode"]
+        per_task[task] = {k: result[k] for k in ("episodes", "successes", "success_rate", "success_ci95",
+                                                 "mean_return", "mean_length")}  # fmt: skip
     result = summarize(records)
+    result["suite_mean"] = sum(r["success_rate"] for r in per_task.values()) / len(per_task)
+    result["per_task"] = per_task
+    return _finish(result, records, started, env_config, out_dir)
+
+
+def _finish(result: dict, records: list[dict], started: float, env_config, out_dir: Path | None) -> dict:
+    """Adds timing, the env config and the per-episode records; writes ``out_dir/results.json``."""
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["env"] = asdict(env_config)
     result["per_episode"] = records

@@ -34,7 +34,18 @@ def summarize(records: list[dict]) -> dict:
 
 
 def format_summary(result: dict) -> str:
-    """One line: ``success 17/20 = 0.85 (95% CI 0.64-0.95), mean return ..., mean length ...``."""
+    """One line: ``success 17/20 = 0.85 (95% CI 0.64-0.95), mean return ..., mean length ...``; for a suite, a line
+    per task first and the suite's mean success last."""
+    if "per_task" in result:
+        width = max(map(len, result["per_task"]))
+        lines = [f"{task:<{width}}  {_line(r)}" for task, r in result["per_task"].items()]
+        lines.append(f"{'all':<{width}}  {_line(result)}")
+        lines.append(f"suite mean success over {len(result['per_task'])} tasks: {result['suite_mean']:.3f}")
+        return "\n".join(lines)
+    return _line(result)
+
+
+def _line(result: dict) -> str:
     low, high = result["success_ci95"]
     return (
         f"success {result['successes']}/{result['episodes']} = {result['success_rate']:.2f} "

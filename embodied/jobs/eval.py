@@ -22,6 +22,7 @@ class EvalConfig:
     videos: int = 2  # record the first N episodes
     max_episode_steps: int | None = None  # null: the checkpoint's env setting
     task: str | None = None  # evaluate in another task of the env (multi-task checkpoints); null: the trained one
+    suite: str | None = None  # evaluate every task of a suite (env=metaworld: mt10 | mt50); null: the trained env's
     unnorm_key: str | None = None  # policies trained on a mixture (openvla): which store's statistics apply
     # ACT's temporal ensembling: query the policy every step and average the overlapping chunks' actions with
     # weights exp(-m * i), oldest first (m, e.g. 0.01); null: execute each chunk's n_action_steps in turn
@@ -66,7 +67,13 @@ def run(job: EvalConfig, run_dir: Path) -> dict:
     env = dict(saved["env"])
     if job.task is not None:
         env["task"] = job.task
-        env["max_episode_steps"] = None  # the new task's own limit
+        env.pop("max_episode_steps", None)  # the new task's own limit
+        if env.get("suite"):
+            env["suite"] = None  # one task of the suite the checkpoint was trained on
+    if job.suite is not None:
+        if "suite" not in env:
+            raise ConfigValueError(f"suite={job.suite}: env {env.get('name')!r} has no multi-task suites")
+        env["suite"] = job.suite
     result = evaluate_checkpoint(
         checkpoint, env, job.episodes, run_dir, job.num_envs, job.seed, job.videos, job.device, job.progress,
         job.max_episode_steps, job.unnorm_key, job.temporal_ensemble,

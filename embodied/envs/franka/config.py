@@ -7,27 +7,7 @@ from typing import ClassVar
 
 from embodied.configs.checks import at_least, non_empty, one_of, positive
 from embodied.envs.base import EnvConfig
-
-
-@dataclass
-class RenderConfig:
-    """Render options chosen for a software rasteriser (Mesa on a 2-core CPU), where they dominate step cost.
-
-    Measured on an 84 px agentview: robosuite defaults render ~12 fps; shadows, reflections, skybox and MSAA off
-    ~45 fps; drawing the arm's collision hulls instead of its ~160k-face visual meshes ~200 fps, and ~300 with
-    Mesa rendering in the calling thread, with the robot, table and objects still clearly visible. Flat
-    texture colours make whole env steps ~20% faster again (92 -> 110 steps/s with one camera).
-    """
-
-    shadows: bool = False  # shadow maps cost a second pass per light
-    reflections: bool = False  # the table's reflection doubles the geometry drawn
-    skybox: bool = False  # the sky texture behind the scene
-    offsamples: int = 0  # MSAA samples of the offscreen buffer
-    textures: bool = False  # True: full textures (~20% slower steps); False: each material in its texture's mean colour
-    simplify_meshes: bool = True  # draw a body's collision geometry when its visual meshes exceed face_budget
-    face_budget: int = 1000  # faces per body above which its visual meshes are swapped for collision geometry
-
-    CHECKS: ClassVar = {"offsamples": at_least(0), "face_budget": at_least(1)}
+from embodied.envs.render import RenderConfig
 
 
 @dataclass

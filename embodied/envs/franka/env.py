@@ -22,7 +22,6 @@ from embodied.features import INSTRUCTION, Feature
 
 PROPRIO_DIM = 9
 ACTION_DIM = 7
-_MAX_INSTRUCTION_LENGTH = 256
 
 
 def controller_config() -> dict:
@@ -57,7 +56,7 @@ class FrankaEnv(Env):
         self._camera_renderer = None
         self._video_renderer = None
         self._t = 0
-        self.observation_space = self._make_observation_space()
+        self.observation_space = self.observation_space_from_features()
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
 
     def _make_sim(self, suite):
@@ -114,16 +113,6 @@ class FrankaEnv(Env):
             "cameras": self.cameras,
             "env_config": asdict(self.config),
         }
-
-    def _make_observation_space(self) -> gym.spaces.Dict:
-        spaces: dict[str, gym.Space] = {}
-        for feature in self.features:
-            if feature.kind == "image":
-                spaces[feature.key] = gym.spaces.Box(0, 255, feature.shape, np.uint8)
-            elif feature.kind in ("proprio", "state"):
-                spaces[feature.key] = gym.spaces.Box(-np.inf, np.inf, feature.shape, np.float32)
-        spaces[INSTRUCTION] = gym.spaces.Text(_MAX_INSTRUCTION_LENGTH, charset=_instruction_charset())
-        return gym.spaces.Dict(spaces)
 
     def _check_cameras(self) -> None:
         model = self._sim_env.sim.model
@@ -182,7 +171,7 @@ class FrankaEnv(Env):
         return self._sim_env
 
     def _new_renderer(self, size: int):
-        from embodied.envs.franka.render import CameraRenderer
+        from embodied.envs.render import CameraRenderer
 
         sim = self._sim_env.sim
         return CameraRenderer(sim.model._model, sim.data._data, size, size, self.config.render)
@@ -200,9 +189,3 @@ class FrankaEnv(Env):
         obs["state"] = raw["object-state"].astype(np.float32)
         obs[INSTRUCTION] = self.task.instruction
         return obs
-
-
-def _instruction_charset() -> str:
-    import string
-
-    return string.ascii_letters + string.digits + string.punctuation + " "
