@@ -28,6 +28,8 @@ class WindowDataset(Dataset):
         preload: read the windowed keys into memory up front when they fit the store's chunk cache.
         extra_arrays: per-step arrays aligned with the store's rows (e.g. cached encoder features) read like
             store keys: ``{key: (n_steps, ...) array}``.
+        goal_keys: ``{batch key: store key}`` read at a random future step of each window's episode, (1, ...)
+            per item (see :class:`WindowSampler`).
     """
 
     def __init__(
@@ -38,13 +40,15 @@ class WindowDataset(Dataset):
         successful_only: bool = False,
         preload: bool = True,
         extra_arrays: Mapping[str, np.ndarray] | None = None,
+        goal_keys: Mapping[str, str] | None = None,
     ):
         self.store = store if isinstance(store, EpisodeStore) else EpisodeStore(store)
         self.extra = dict(extra_arrays or {})
         for key, array in self.extra.items():
             if len(array) != self.store.n_steps:
                 raise ValueError(f"extra array {key!r} has {len(array)} rows, the store {self.store.n_steps}")
-        missing = set(key_offsets) - set(self.store.features) - set(self.extra)
+        goal_keys = dict(goal_keys or {})
+        missing = (set(key_offsets) | set(goal_keys.values())) - set(self.store.features) - set(self.extra)
         if missing:
             raise KeyError(f"{self.store.path} has no {sorted(missing)}; features: {sorted(self.store.features)}")
         if episodes is None:
@@ -52,11 +56,12 @@ class WindowDataset(Dataset):
         if successful_only:
             success = self.store.episode_info()["success"]
             episodes = [e for e in episodes if success[e]]
-        self.sampler = WindowSampler(self.store.episode_ends, key_offsets, episodes)
+        self.sampler = WindowSampler(self.store.episode_ends, key_offsets, episodes, goal_keys)
         self._instructions = self.store.instructions
         self.name = self.store.name
         if preload:
-            self.store.preload([*[k for k in key_offsets if k not in self.extra], "language_instruction"])
+            windowed = {*key_offsets, *goal_keys.values()} - set(self.extra)
+            self.store.preload([*sorted(windowed), "language_instruction"])
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -79,7 +84,7 @@ class WindowDataset(Dataset):
         indices = np.asarray(indices, dtype=np.int64)
         batch: dict = {}
         for key, (rows, is_pad) in self.sampler.rows_batch(indices).items():
-            values = self._take(key, rows.reshape(-1))
+            values = self._take(self.sampler.source_key(key), rows.reshape(-1))
             batch[key] = torch.from_numpy(values.reshape(*rows.shape, *values.shape[1:]))
             batch[f"{key}_is_pad"] = torch.from_numpy(is_pad)
         codes = self.store.take("language_instruction", self.sampler.anchors[indices])

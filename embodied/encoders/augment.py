@@ -1,4 +1,5 @@
-"""Training-time image augmentation on float (B, 3, H, W) pixels: DrQ's random shift and Diffusion Policy's crops."""
+"""Training-time image augmentation on float (B, 3, H, W) pixels: DrQ's random shift, Diffusion Policy's crops and
+Manipulate by Seeing's colour jitter."""
 
 from __future__ import annotations
 
@@ -32,6 +33,30 @@ def crop(pixels: torch.Tensor, fraction: float, random: bool) -> torch.Tensor:
         return _windows(pixels, corners, out_h, out_w)
     top, left = (height - out_h) // 2, (width - out_w) // 2
     return pixels[:, :, top : top + out_h, left : left + out_w]
+
+
+def color_jitter(pixels: torch.Tensor, strength: float, grayscale: float = 0.0) -> torch.Tensor:
+    """Per image, random brightness, contrast and saturation factors in [1 - strength, 1 + strength] (applied in
+    that order, as torchvision's ColorJitter does in its default order), then grey with probability ``grayscale``;
+    pixels in [0, 1] stay there. Batched: one set of factors per image, no Python loop."""
+    batch = pixels.shape[0]
+
+    def factors() -> torch.Tensor:
+        return torch.empty(batch, 1, 1, 1, device=pixels.device).uniform_(1 - strength, 1 + strength)
+
+    def grey(x: torch.Tensor) -> torch.Tensor:  # ITU-R 601 luma, as PIL and torchvision
+        return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+
+    out = pixels
+    if strength > 0:
+        out = (out * factors()).clamp(0, 1)
+        mean = grey(out).mean(dim=(1, 2, 3), keepdim=True)
+        out = (mean + factors() * (out - mean)).clamp(0, 1)
+        out = (grey(out) + factors() * (out - grey(out))).clamp(0, 1)
+    if grayscale > 0:
+        turn = torch.rand(batch, 1, 1, 1, device=pixels.device) < grayscale
+        out = torch.where(turn, grey(out), out)
+    return out
 
 
 def _windows(pixels: torch.Tensor, corners: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:

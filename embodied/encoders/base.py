@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied.configs.checks import at_least, between, one_of
-from embodied.encoders.augment import crop, random_shift
+from embodied.encoders.augment import color_jitter, crop, random_shift
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,10 +41,15 @@ class EncoderConfig:
     # training-time augmentation: random square crops of this fraction of the (resized) side, the centre crop
     # at evaluation (Diffusion Policy: 76 of 84 px, 0.9); 1.0: off
     crop: float = 1.0
+    # training-time colour augmentation (Manipulate by Seeing: 0.2 and 0.05): random brightness, contrast and
+    # saturation factors in [1 - color_jitter, 1 + color_jitter], and the probability of turning an image grey
+    color_jitter: float = 0.0
+    grayscale: float = 0.0
 
     CHECKS: ClassVar = {
         "train": one_of(*TRAIN_MODES, "auto"), "last_n": at_least(1), "lora_rank": at_least(1),
         "lora_dropout": between(0, 1, high_inclusive=False), "random_shift": at_least(0), "image_size": at_least(8),
+        "color_jitter": between(0, 1), "grayscale": between(0, 1),
     }  # fmt: skip
 
     @classmethod
@@ -133,6 +138,8 @@ class Encoder(nn.Module):
             pixels = crop(pixels, self.config.crop, random=self.training)
         if self.training and self.config.random_shift > 0:
             pixels = random_shift(pixels, self.config.random_shift)
+        if self.training and (self.config.color_jitter > 0 or self.config.grayscale > 0):
+            pixels = color_jitter(pixels, self.config.color_jitter, self.config.grayscale)
         return pixels
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -15,12 +15,14 @@ from embodied.policies.bc import BCConfig, BCPolicy
 from embodied.policies.config import PolicyConfig
 from embodied.policies.diffusion import DiffusionConfig, DiffusionPolicy
 from embodied.policies.openvla import VLAConfig, VLAPolicy
+from embodied.policies.planner import PlannerConfig, PlannerPolicy
 from embodied.registry import Registry
 
 POLICIES: Registry[type[Policy]] = Registry("policy")
 POLICIES.register("bc", config=BCConfig)(BCPolicy)
 POLICIES.register("diffusion", config=DiffusionConfig)(DiffusionPolicy)
 POLICIES.register("openvla", config=VLAConfig)(VLAPolicy)
+POLICIES.register("planner", config=PlannerConfig)(PlannerPolicy)
 
 
 def make_policy(cfg, features, stats) -> Policy:
@@ -42,6 +44,8 @@ __all__ = [
     "BCPolicy",
     "DiffusionConfig",
     "DiffusionPolicy",
+    "PlannerConfig",
+    "PlannerPolicy",
     "Policy",
     "PolicyConfig",
     "VLAConfig",

@@ -97,6 +97,19 @@ class Policy(nn.Module):
         """{image key: the encoder that reads it}; policies with encoders override this (feature caching)."""
         return {}
 
+    def goal_keys(self) -> dict[str, str]:
+        """``{batch key: store key}`` a goal-conditioned policy reads at a random future step of each training
+        window's episode (see :class:`~embodied.datasets.sampler.WindowSampler`); none here."""
+        return {}
+
+    def fit_data(self, datasets) -> None:
+        """Derives from the training data, before the first step, what is not learned by gradient (the planner's
+        action bank and goal frames); ``datasets``: the run's :class:`WindowDataset` objects. Called on fresh and
+        resumed runs alike, so it must be deterministic. Nothing here."""
+
+    # observation keys passed to the policy when an observation holds them (a user's goal image), else left out
+    optional_obs_keys: tuple[str, ...] = ()
+
     # ------------------------------------------------------------------ shared behaviour
     @property
     def device(self) -> torch.device:

@@ -82,7 +82,11 @@ class PolicyRunner:
             key: np.stack([np.stack([row[key] for row in self._history[s]]) for s in streams])
             for key in self.policy.obs_keys
         }
-        if INSTRUCTION in self._history[streams[0]][-1]:  # language-conditioned policies read it
+        latest = self._history[streams[0]][-1]
+        for key in self.policy.optional_obs_keys:  # e.g. a goal image given with each observation
+            if key in latest:
+                batch[key] = np.stack([self._history[s][-1][key] for s in streams])
+        if INSTRUCTION in latest:  # language-conditioned policies read it
             batch[INSTRUCTION] = [str(self._history[s][-1][INSTRUCTION]) for s in streams]
         chunk = self.policy.predict_action(batch).float().cpu().numpy()
         if not np.isfinite(chunk).all():

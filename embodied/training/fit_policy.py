@@ -123,9 +123,11 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = ()) -
         print(f"training on cached features of {', '.join(features)} (no image augmentation)", flush=True)
     datasets = [
         WindowDataset(store, policy.key_offsets(), episodes=job.episodes, successful_only=job.successful_only,
-                      extra_arrays={feature_key(k): v for k, v in (features or {}).items()})
+                      extra_arrays={feature_key(k): v for k, v in (features or {}).items()},
+                      goal_keys=policy.goal_keys())
         for store in stores
     ]  # fmt: skip
+    policy.fit_data(datasets)
     dataset = MixtureDataset(datasets, [len(d) for d in datasets]) if mixture else datasets[0]
     run_config = run_config_dict(job)
     config = TrainerConfig(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from embodied.datasets.sampler import horizon_offsets
 from embodied.datasets.store import EpisodeStore
 from embodied.datasets.window_dataset import WindowDataset
 from embodied.envs.franka.config import FrankaConfig
@@ -19,7 +20,8 @@ from embodied.training.fit_policy import TrainConfig, train
 
 def observations(policy, store, n=3) -> dict:
     """Raw observations of ``n`` windows, as an env would give them: (B, n_obs_steps, ...) and instructions."""
-    batch = WindowDataset(store, policy.key_offsets())[list(range(0, 4 * n, 4))]
+    obs_offsets = horizon_offsets(policy.config.n_obs_steps, policy.config.horizon)[0]
+    batch = WindowDataset(store, {key: obs_offsets for key in policy.obs_keys})[list(range(0, 4 * n, 4))]
     obs = {key: batch[key].numpy() for key in policy.obs_keys}
     obs["language_instruction"] = batch["language_instruction"]
     return obs

@@ -127,3 +127,32 @@ def test_merged_statistics_match_the_pooled_data():
     assert np.allclose(merged["x"]["min"], pooled.min(0)) and np.allclose(merged["x"]["max"], pooled.max(0))
     assert np.all(np.array(merged["x"]["q01"]) <= np.quantile(pooled, 0.01, axis=0))
     assert np.all(np.array(merged["x"]["q99"]) >= np.quantile(pooled, 0.99, axis=0))
+
+
+def test_goal_keys_read_a_future_step_of_the_same_episode_deterministically():
+    ends = np.array([5, 12, 13])  # the last episode has one step: no future
+    sampler = WindowSampler(ends, {"x": [0]}, goal_keys={"goal/x": "x"})
+    assert sampler.source_key("goal/x") == "x" and sampler.source_key("x") == "x"
+    indices = np.arange(len(sampler))
+    rows, pad = sampler.rows_batch(indices)["goal/x"]
+    anchors = sampler.anchors[indices]
+    episode_end = ends[sampler.anchor_episode[indices]]
+    future = ~pad[:, 0]
+    assert ((rows[future, 0] > anchors[future]) & (rows[future, 0] < episode_end[future])).all()
+    assert (pad[:, 0] == (anchors == episode_end - 1)).all()  # last steps have no future: padded, the anchor itself
+    assert (rows[pad[:, 0], 0] == anchors[pad[:, 0]]).all()
+    again, _ = sampler.rows_batch(indices)["goal/x"]
+    assert np.array_equal(rows, again)  # the same batch reads the same goals (resumed runs)
+    reordered, _ = sampler.rows_batch(indices[::-1])["goal/x"]
+    assert not np.array_equal(rows[::-1], reordered)  # other batch-mates (another epoch): other goals
+    draws = np.stack([sampler.rows_batch(np.array([0, i]))["goal/x"][0][0, 0] for i in range(1, 12)])
+    assert set(draws.tolist()) == {1, 2, 3, 4}  # over batches, every future step of episode 0 is drawn
+
+
+def test_goal_keys_through_the_dataset(image_store):
+    dataset = WindowDataset(image_store, {"proprio": [0]}, goal_keys={"goal/images/agentview": "images/agentview"})
+    batch = dataset.get_batch(np.arange(8))
+    assert batch["goal/images/agentview"].shape == (8, 1, 32, 32, 3)
+    assert batch["goal/images/agentview"].dtype == torch.uint8 and batch["goal/images/agentview_is_pad"].shape == (8, 1)
+    with pytest.raises(KeyError, match="nothing"):
+        WindowDataset(image_store, {"proprio": [0]}, goal_keys={"goal/x": "nothing"})

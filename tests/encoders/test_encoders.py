@@ -124,3 +124,20 @@ def test_resnet_from_local_pretrained_directory(tmp_path):
 def test_missing_pretrained_path_says_what_to_do(tmp_path):
     with pytest.raises(OSError, match="local directory"):
         make_encoder({"name": "resnet18", "pretrained": str(tmp_path / "nowhere")})
+
+
+def test_color_jitter_and_grayscale_only_while_training():
+    from embodied.encoders.augment import color_jitter
+
+    pixels = torch.rand(6, 3, 16, 16)
+    torch.testing.assert_close(color_jitter(pixels, 0.0, 0.0), pixels)
+    jittered = color_jitter(pixels, 0.4)
+    assert not torch.equal(jittered, pixels) and jittered.min() >= 0 and jittered.max() <= 1
+    grey = color_jitter(pixels, 0.0, grayscale=1.0)
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    encoder = make_encoder({"name": "cnn", "random_shift": 0, "color_jitter": 0.3, "grayscale": 0.5})
+    x = images(batch=8, size=32)
+    encoder.eval()
+    torch.testing.assert_close(encoder.preprocess(x), encoder.preprocess(x))
+    encoder.train()
+    assert not torch.equal(encoder.preprocess(x), encoder.preprocess(x))
