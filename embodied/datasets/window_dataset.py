@@ -66,6 +66,11 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sampler)
 
+    @property
+    def episodes(self) -> np.ndarray:
+        """The store episodes this dataset draws windows from (its selection), sorted."""
+        return np.unique(self.sampler.anchor_episode)
+
     def __getitem__(self, index: int | Sequence[int]) -> dict:
         if not isinstance(index, (int, np.integer)):
             return self.get_batch(index)

@@ -30,7 +30,7 @@ def collect_goals(datasets, image_keys: Sequence[str], per_task: int) -> tuple[d
     tasks: list[str] = []
     for dataset in datasets:
         store = dataset.store
-        episodes = np.unique(dataset.sampler.anchor_episode)
+        episodes = dataset.episodes
         ends = store.episode_ends
         success = np.asarray(store.episode_info()["success"], dtype=bool)
         last_rows = ends[episodes] - 1

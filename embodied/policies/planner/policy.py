@@ -133,11 +133,11 @@ class PlannerPolicy(CameraPolicy):
         found = []
         for dataset in datasets:
             positions = dataset.store.read("proprio", 0, dataset.store.n_steps)[:, self.config.position_dims]
-            episodes = sorted(set(dataset.sampler.anchor_episode.tolist()))
             found.append(actions.episode_directions(
-                positions, dataset.store.episode_ends, episodes, self.config.frame_stride, self.config.min_motion
+                positions, dataset.store.episode_ends, dataset.episodes, self.config.frame_stride,
+                self.config.min_motion,
             ))  # fmt: skip
-        directions = actions.fit_bank(torch.cat([torch.from_numpy(d) for d in found]).numpy(), self.config.n_directions)
+        directions = actions.fit_bank(np.concatenate(found), self.config.n_directions)
         self.bank.zero_()
         self.bank[: self.config.n_directions] = torch.from_numpy(directions).to(self.bank.device)
         self.goals, self.goal_tasks = goal_frames.collect_goals(datasets, self.image_keys, self.config.goals_per_task)
