@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+SUBCOMMANDS = ("reward",)  # commands whose first word picks the job: `embodied reward align ...`
 DATA_TOOLS = {
     "data info PATH [--verify]": "describe an episode store (schema, episodes, success, statistics)",
     "data recompute-stats PATH": "rebuild a store's statistics from its episodes",
@@ -126,6 +127,11 @@ def _run(command: str, rest: list[str]) -> int:
     from embodied.processes import Terminated
 
     try:
+        if command in SUBCOMMANDS:  # `embodied reward align ...`: the job is "reward align"
+            if not rest or f"{command} {rest[0]}" not in JOBS:
+                choices = " | ".join(n.split(" ", 1)[1] for n in JOBS.names() if n.startswith(f"{command} "))
+                raise ConfigValueError(f"usage: embodied {command} {choices} key=value ...")
+            command, rest = f"{command} {rest[0]}", rest[1:]
         if command not in JOBS and command != "data":
             raise ConfigValueError(f"unknown command {command!r}\n\n{usage()}")
         if "-h" in rest or "--help" in rest:

@@ -9,6 +9,9 @@ KINDS = ("image", "proprio", "state", "action", "reward", "flag", "language")
 # The one name of the language instruction: in env observations, stores (per step, as in Open-X/RLDS), batches
 # and policy inputs.
 INSTRUCTION = "language_instruction"
+# The privileged per-step cost of a task with a hidden preference (kind "reward"): what the simulated person ranks
+# rollouts by and learned rewards are scored against; never a policy input.
+PREFERENCE_COST = "preference_cost"
 IMAGE_PREFIX = "images/"  # camera images are ``images/<camera>``
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from embodied.datasets.preferences import read_preferences
 from embodied.datasets.store import EpisodeStore
 
 
@@ -32,6 +33,14 @@ def describe_store(path: str, verify: bool = False) -> str:
             tasks, counts = np.unique(info["task"], return_counts=True)
             lines.append("tasks: " + ", ".join(f"{t} ({c})" for t, c in zip(tasks, counts)))
         lines.append("instructions: " + "; ".join(repr(s) for s in store.instructions))
+        prefs = read_preferences(path)
+        if len(prefs):
+            triplets = int((prefs.episodes[:, 2] >= 0).sum())
+            ties = int(sum(len(set(r[r >= 0])) < int((r >= 0).sum()) for r in prefs.ranking))
+            labellers, counts = np.unique(prefs.labeller, return_counts=True)
+            lines.append(f"preferences: {len(prefs)} answers ({triplets} triplets, {len(prefs) - triplets} pairs, "
+                         f"{ties} with equally good episodes) by "
+                         + ", ".join(f"{prefs.labellers[i]} ({c})" for i, c in zip(labellers, counts)))  # fmt: skip
         if verify:
             lines.append("verified: every committed chunk read and checksummed")
         lines.append("")

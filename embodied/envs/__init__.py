@@ -33,6 +33,9 @@ class ExpertConfig:
     noise: float = 0.1  # std of Gaussian noise on position/rotation commands, in action units
     gain: float = 0.7  # proportional gain on the position error (1.0 would close it in one step)
     seed: int = 0  # seeds the noise (collection: the episode's seed)
+    # tasks with a hidden preference (franka lift_zone): +1 the behaviour the person prefers, -1 the one they like
+    # least, graded between; experts of other tasks ignore it
+    style: float = 1.0
 
 
 def _franka(config: FrankaConfig):

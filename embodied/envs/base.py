@@ -78,7 +78,7 @@ class Env(gym.Env):
         for feature in self.features:
             if feature.kind == "image":
                 spaces[feature.key] = gym.spaces.Box(0, 255, feature.shape, np.uint8)
-            elif feature.kind in ("proprio", "state"):
+            elif feature.kind in ("proprio", "state", "reward"):  # reward: e.g. a privileged preference cost
                 spaces[feature.key] = gym.spaces.Box(-np.inf, np.inf, feature.shape, np.float32)
         charset = string.ascii_letters + string.digits + string.punctuation + " "
         spaces[INSTRUCTION] = gym.spaces.Text(MAX_INSTRUCTION_LENGTH, charset=charset)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from embodied.configs.checks import ConfigValueError, at_least, positive
+from embodied.configs.checks import ConfigValueError, at_least, between, positive
 from embodied.datasets.store import EpisodeStore, StorageConfig
 
 DEFAULT_EPISODES = 50  # episodes in an env's default demo store (`embodied train` without dataset=)
@@ -34,6 +34,9 @@ class CollectConfig:
     seed: int = 0  # first episode seed; episode k uses seed + k (failed seeds are replaced by later ones)
     num_workers: int = 2  # env processes; 0 runs the env in this process
     expert_noise: float = 0.1  # std of Gaussian noise on the expert's commands (action units)
+    # tasks with a hidden preference (env.task=lift_zone): +1 the behaviour the person prefers, -1 the least liked
+    expert_style: float = 1.0
+    expert_random_style: bool = False  # draw each episode's style uniformly in [-1, 1] from its seed (preference data)
     per_task_stores: bool = False  # a suite (env.suite=mt10): one store per task, out/<task>.zarr; else one store
     keep_failed: bool = False  # also store episodes the expert failed (flagged success=False)
     max_attempts_factor: float = 3.0  # give up after episodes * factor attempts (a broken expert)
@@ -43,7 +46,7 @@ class CollectConfig:
 
     CHECKS: ClassVar = {
         "episodes": at_least(1), "seed": at_least(0), "num_workers": at_least(0), "expert_noise": at_least(0),
-        "max_attempts_factor": positive(),
+        "max_attempts_factor": positive(), "expert_style": between(-1, 1),
     }  # fmt: skip
 
 
@@ -158,7 +161,8 @@ def _collect_task(config: CollectConfig, env_cfg, out: Path, label: str, suite_c
     try:
         max_attempts = math.ceil((config.episodes - have) * config.max_attempts_factor)
         rollout_in_workers(env_cfg, seeds(), keep, workers=config.num_workers,
-                           wrappers=[partial(ExpertDriven, noise=config.expert_noise)], max_episodes=max_attempts,
+                           wrappers=[partial(ExpertDriven, noise=config.expert_noise, style=config.expert_style,
+                                           random_style=config.expert_random_style)], max_episodes=max_attempts,
                            record=True, on_env=open_store)  # fmt: skip
         if counts["kept"] < config.episodes:
             raise RuntimeError(

@@ -52,18 +52,23 @@ class ExpertDriven(gym.Wrapper):
     ``reset(seed=s)`` also re-plans the expert with noise seeded by ``s``, so an episode is reproducible from its
     seed."""
 
-    def __init__(self, env: gym.Env, noise: float = 0.1):
+    def __init__(self, env: gym.Env, noise: float = 0.1, style: float = 1.0, random_style: bool = False):
         super().__init__(env)
-        self.noise = noise
+        self.noise, self.style, self.random_style = noise, style, random_style
         self.expert = None
         self._obs = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Resets the env, then builds and plans a fresh expert seeded with the episode's seed."""
+        """Resets the env, then builds and plans a fresh expert seeded with the episode's seed (``random_style``:
+        its preference style drawn uniformly in [-1, 1] from the seed too)."""
         from embodied.envs import ExpertConfig, make_expert
 
         obs, info = self.env.reset(seed=seed, options=options)
-        self.expert = make_expert(self.env.unwrapped, ExpertConfig(noise=self.noise, seed=seed or 0))
+        style = self.style
+        if self.random_style:
+            style = float(np.random.default_rng([seed or 0, 7]).uniform(-1.0, 1.0))
+        config = ExpertConfig(noise=self.noise, seed=seed or 0, style=style)
+        self.expert = make_expert(self.env.unwrapped, config)
         self.expert.reset()
         self._obs = obs
         return obs, info

@@ -44,5 +44,18 @@ for _name, _job in {
     "pretrain": Job("pretrain", "pretrain", ("encoder",), "self-supervised encoder pretraining on episode stores"),
     "eval": Job("eval", "eval", (), "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)"),
     "bench": Job("bench_encoders", "bench_encoders", ("env",), "bench encoders: frozen encoders compared"),
+    "reward simulate": Job(
+        "reward_simulate",
+        "reward_simulate",
+        (),
+        "a simulated person answers preference queries into a store",
+        run_dir=False,
+    ),
+    "reward align": Job(
+        "reward_align", "reward_align", ("encoder",), "learn a visual reward from preferences (RAPL, RLHF, frozen OT)"
+    ),
+    "reward score": Job(
+        "reward_score", "reward_score", (), "per-step learned rewards for a store's episodes", run_dir=False
+    ),
 }.items():
     JOBS.register(_name)(_job)

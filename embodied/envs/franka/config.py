@@ -15,7 +15,7 @@ class FrankaConfig(EnvConfig):
     """The Franka Panda in robosuite behind the gymnasium API (``env=franka``)."""
 
     name: str = "franka"  # registry name; selects the env class
-    task: str = "lift"  # lift | stack | pick_place_can (embodied.envs.franka.tasks.TASKS)
+    task: str = "lift"  # lift | stack | pick_place_can | lift_zone (embodied.envs.franka.tasks.TASKS)
     obs_mode: str = "image"  # "image": cameras + proprio + state; "state": no rendering at all
     cameras: list[str] = field(default_factory=lambda: ["agentview"])  # robosuite camera names
     image_size: int = 84  # square camera images, pixels

@@ -3,8 +3,10 @@
 Observations: ``images/<camera>`` uint8 (H, W, 3), ``proprio`` float32 (9,) = end-effector position (3, m,
 world frame), orientation quaternion (4, xyzw), gripper finger positions (2, m); ``state`` float32:
 the task's object state (privileged, for state-only policies and experts); ``language_instruction``: the
-task's language instruction. Action: 7-D in [-1, 1]: end-effector position delta (3, scaled to 5 cm), axis-angle
-rotation delta (3, scaled to 0.5 rad), gripper (-1 open, +1 close): robosuite's OSC_POSE controller.
+task's language instruction; tasks with a hidden preference (``lift_zone``) also report ``preference_cost`` float32,
+the privileged per-step cost the person minimises (:mod:`~embodied.envs.franka.preference_tasks`).
+Action: 7-D in [-1, 1]: end-effector position delta (3, scaled to 5 cm), axis-angle rotation delta (3, scaled to
+0.5 rad), gripper (-1 open, +1 close): robosuite's OSC_POSE controller.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from embodied.envs.base import Env
 from embodied.envs.franka._robosuite import import_robosuite
 from embodied.envs.franka.config import FrankaConfig
 from embodied.envs.franka.tasks import get_task
-from embodied.features import INSTRUCTION, Feature
+from embodied.features import INSTRUCTION, PREFERENCE_COST, Feature
 
 PROPRIO_DIM = 9
 ACTION_DIM = 7
@@ -48,6 +50,11 @@ class FrankaEnv(Env):
         self.max_episode_steps = config.max_episode_steps or self.task.max_episode_steps
         self.cameras = list(config.cameras) if config.obs_mode == "image" else []
         suite = import_robosuite()
+        if self.task.preference:
+            from embodied.envs.franka.preference_tasks import PREFERENCE_COSTS, register_robosuite_envs
+
+            register_robosuite_envs()
+            self._preference_cost = PREFERENCE_COSTS[self.task.preference]
         self._sim_env = self._make_sim(suite)
         self._check_cameras()
         self._fast_stepper = self._make_fast_stepper() if config.fast_step else None
@@ -99,6 +106,8 @@ class FrankaEnv(Env):
             Feature("state", (self._state_dim,), "float32", "state"),
             Feature("action", (ACTION_DIM,), "float32", "action"),
         ]
+        if self.task.preference:
+            features.append(Feature(PREFERENCE_COST, (), "float32", "reward"))
         return features
 
     @property
@@ -187,5 +196,7 @@ class FrankaEnv(Env):
             [raw["robot0_eef_pos"], raw["robot0_eef_quat"], raw["robot0_gripper_qpos"]]
         ).astype(np.float32)
         obs["state"] = raw["object-state"].astype(np.float32)
+        if self.task.preference:
+            obs[PREFERENCE_COST] = np.float32(self._preference_cost(raw["robot0_eef_pos"]))
         obs[INSTRUCTION] = self.task.instruction
         return obs

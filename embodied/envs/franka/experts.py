@@ -55,6 +55,10 @@ class PickPlaceExpert:
         """Where to put the object (world frame, m); None: lift only."""
         return None
 
+    def approach(self, start: np.ndarray) -> list[_Waypoint]:
+        """Waypoints before the one above the object (none: straight there)."""
+        return []
+
     # -------------------------------------------------------------- control
     def reset(self, seed: int | None = None) -> None:
         """Call after env.reset: plans the waypoints from the new scene."""
@@ -62,7 +66,7 @@ class PickPlaceExpert:
             self.rng = np.random.default_rng(seed)
         start = self._object_pos()
         grasp = start + np.array([0.0, 0.0, 0.005])
-        plan = [
+        plan = self.approach(start) + [
             _Waypoint("above", start + [0, 0, 0.10], OPEN, tolerance=0.015),
             _Waypoint("descend", grasp, OPEN, tolerance=0.008),
             _Waypoint("grasp", grasp, CLOSE, tolerance=1.0, hold=6),
@@ -140,6 +144,21 @@ class LiftExpert(PickPlaceExpert):
         return self.sim_env.cube.root_body
 
 
+class LiftZoneExpert(LiftExpert):
+    """lift_zone: lift the cube after an approach graded by ``config.style`` (see
+    :mod:`embodied.envs.franka.preference_tasks`): +1 straight to the cube, -1 a detour over the zone's centre."""
+
+    def approach(self, start: np.ndarray) -> list[_Waypoint]:
+        """A via point part of the way towards the zone (none at style +1), at a nuisance height."""
+        from embodied.envs.franka.preference_tasks import ZONE
+
+        height = start[2] + self.rng.uniform(0.12, 0.25)  # a nuisance independent of the preference
+        via_xy = ZONE.via_point(self._eef_pos(), start, self.config.style)
+        if via_xy is None:
+            return []
+        return [_Waypoint("via", np.array([*via_xy, height]), OPEN, tolerance=0.03, max_steps=40)]
+
+
 class StackExpert(PickPlaceExpert):
     """Stack: grasp cube A and release it just above cube B."""
 
@@ -174,6 +193,7 @@ class PickPlaceCanExpert(PickPlaceExpert):
 # the expert of each task (the env-level registry, embodied.envs.EXPERTS, maps "franka" to make_expert)
 TASK_EXPERTS: Registry[type[PickPlaceExpert]] = Registry("franka expert")
 TASK_EXPERTS.register("lift")(LiftExpert)
+TASK_EXPERTS.register("lift_zone")(LiftZoneExpert)
 TASK_EXPERTS.register("stack")(StackExpert)
 TASK_EXPERTS.register("pick_place_can")(PickPlaceCanExpert)
 

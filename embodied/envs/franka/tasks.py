@@ -16,12 +16,17 @@ class Task:
     # Long enough for the scripted expert with noise and a few steps to spare; policies get the same limit.
     max_episode_steps: int
     make_kwargs: dict = field(default_factory=dict)  # extra robosuite.make arguments
+    # a hidden preference (embodied.envs.franka.preference_tasks.PREFERENCE_COSTS): the env reports its per-step
+    # cost as the `preference_cost` feature; None: success is all that matters
+    preference: str | None = None
 
 
 TASKS: Registry[Task] = Registry("franka task")
 TASKS.register("lift")(Task("Lift", "lift the red cube", 100))
 TASKS.register("stack")(Task("Stack", "stack the red cube on the green cube", 200))
 TASKS.register("pick_place_can")(Task("PickPlaceCan", "put the can in its bin", 250))
+# Lift with a marked zone the person wants the arm kept away from (RAPL-style hidden preference)
+TASKS.register("lift_zone")(Task("LiftZone", "lift the red cube", 130, preference="avoid_zone"))
 
 
 def get_task(name: str) -> Task:

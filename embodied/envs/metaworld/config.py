@@ -37,6 +37,9 @@ class MetaWorldConfig(EnvConfig):
         200  # time limit; Meta-World's own is 500 (its scripted policies finish MT10 tasks in 50-120)
     )
     terminate_on_success: bool = True  # end the episode (terminated=True) at the first success
+    # a hidden preference (embodied.envs.metaworld.env.PREFERENCES): avoid_zone -> the env reports a per-step
+    # preference_cost (the hand near a zone right of the objects; not drawn) and the expert's style detours into it
+    preference: str | None = None
     render_size: int = 256  # frames returned by render(), for videos
     video_camera: str = "corner"  # the camera of render() frames (videos)
     render: RenderConfig = field(default_factory=RenderConfig)  # renderer settings (cameras and videos)
@@ -46,6 +49,7 @@ class MetaWorldConfig(EnvConfig):
         "obs_mode": one_of("image", "state"), "cameras": non_empty(),
         "image_size": between(8, 1024), "control_freq": one_of(CONTROL_FREQ),
         "max_episode_steps": between(1, MAX_PATH_LENGTH), "render_size": between(8, 2048),
+        "preference": Rule("null or avoid_zone", lambda v: v in (None, "avoid_zone")),
     }  # fmt: skip
 
     def __post_init__(self):

@@ -6,7 +6,8 @@ Observations: ``images/<camera>`` uint8 (H, W, 3), rendered by our tuned rendere
 ``state`` float32 (39,) = Meta-World's own observation (privileged): hand and gripper, the objects' positions and
 quaternions (padded to two objects), the same for the previous step, and the goal position (the multi-task
 setting, where the goal is observed); ``language_instruction``: our instruction for the task
-(:mod:`embodied.envs.metaworld.tasks`).
+(:mod:`embodied.envs.metaworld.tasks`); with ``preference=avoid_zone``, ``preference_cost`` float32 (the hidden
+preference's per-step cost, :mod:`embodied.envs.preferences`).
 
 Action: 4-D in [-1, 1]: end-effector position delta (3, x 1 cm per step: Meta-World's mocap ``action_scale``), and
 gripper effort (-1 open, +1 close), the Open-X convention; no rotation (Meta-World keeps the gripper pointing
@@ -29,11 +30,15 @@ from embodied.envs.base import Env
 from embodied.envs.metaworld._metaworld import import_metaworld
 from embodied.envs.metaworld.config import MAX_PATH_LENGTH, MetaWorldConfig
 from embodied.envs.metaworld.tasks import INSTRUCTIONS
-from embodied.features import INSTRUCTION, Feature
+from embodied.envs.preferences import Zone
+from embodied.features import INSTRUCTION, PREFERENCE_COST, Feature
 
 PROPRIO_DIM = 4
 STATE_DIM = 39
 ACTION_DIM = 4
+# env.preference -> the zone whose per-step cost the env reports: right of the objects (x -0.1..0.1, y 0.55..0.9)
+# and of the hand's start (0, 0.6), so straight paths cost ~0 and the expert's detour (style < 1) pays for itself
+PREFERENCES = {"avoid_zone": Zone(center=(0.25, 0.65), falloff=0.15)}
 VISUAL_GROUPS = (0, 1, 2)  # what Meta-World's own renderer draws (MuJoCo's default geom groups), goal markers too
 
 
@@ -94,6 +99,8 @@ class MetaWorldEnv(Env):
             Feature("state", (STATE_DIM,), "float32", "state"),
             Feature("action", (ACTION_DIM,), "float32", "action"),
         ]
+        if self.config.preference:
+            features.append(Feature(PREFERENCE_COST, (), "float32", "reward"))
         return features
 
     @property
@@ -197,5 +204,7 @@ class MetaWorldEnv(Env):
                 obs[f"images/{camera}"] = self._render(self._camera_renderer, camera)
         obs["proprio"] = raw[:PROPRIO_DIM].astype(np.float32)
         obs["state"] = raw.astype(np.float32)
+        if self.config.preference:
+            obs[PREFERENCE_COST] = np.float32(PREFERENCES[self.config.preference].cost(raw[:3]))
         obs[INSTRUCTION] = INSTRUCTIONS[self.config.task]
         return obs

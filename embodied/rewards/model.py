@@ -1,0 +1,152 @@
+"""Learned visual rewards over episodes of camera frames: RAPL's aligned-encoder OT reward, the RLHF baseline and
+the frozen-encoder OT reward, one module with ``compute_loss`` for the Trainer and ``episode_rewards`` for scoring.
+
+An episode is its frames every ``frame_stride`` steps. The encoder (any registered one) turns frames into
+*backbone features*; with a frozen encoder those are computed once per episode (:meth:`backbone_features`) and
+batches carry them, so alignment trains only the head at the speed of a linear layer; otherwise batches carry
+uint8 frames and gradients reach the encoder's trainable part (last_n blocks, LoRA adapters, all of it).
+
+Batches (from :mod:`embodied.rewards.queries`): ``x`` (B, K, T, ...) features or frames of the K = 3 (or 2) episodes
+of each query, ``mask`` (B, K, T), ``ranks`` (B, K) float (0 best, equal episodes share a rank, -1 an unused slot).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embodied.rewards.config import RewardConfig
+from embodied.rewards.ot import ot_distance, ot_frame_costs
+
+
+class VisualReward(nn.Module):
+    """See the module docstring. ``demos``: the preferred demonstrations' frames, a list of uint8 (T, H, W, 3)
+    arrays (RAPL and OT rewards match against them; RLHF ignores them)."""
+
+    def __init__(self, config: RewardConfig, image_shape: tuple[int, int, int], backbone_config: dict | None = None):
+        super().__init__()
+        from embodied.encoders import make_encoder
+
+        self.config = config
+        self.encoder = make_encoder(config.encoder, backbone_config=backbone_config)
+        with torch.no_grad():
+            probe = self.encoder.eval()(torch.zeros(1, *image_shape, dtype=torch.uint8))
+        self.encoder.train(False)
+        self.feature_dim = int(self._select(probe).shape[-1])
+        dim = config.head_dim
+        if config.method == "rapl":
+            self.head = nn.Linear(self.feature_dim, dim)
+        elif config.method == "rlhf":
+            self.head = nn.Sequential(nn.Linear(self.feature_dim, dim), nn.ReLU(), nn.Linear(dim, 1))
+        else:  # ot: the encoder's own features
+            self.head = nn.Identity()
+        self.register_buffer("demo_features", torch.zeros(0, 0, self.feature_dim), persistent=False)
+        self.register_buffer("demo_mask", torch.zeros(0, 0, dtype=torch.bool), persistent=False)
+
+    # ------------------------------------------------------------------ features
+    @property
+    def caches_features(self) -> bool:
+        """Whether the encoder is frozen, so backbone features can be computed once per episode."""
+        return not any(p.requires_grad for p in self.encoder.parameters())
+
+    def _select(self, output) -> torch.Tensor:
+        if self.config.features == "tokens":
+            return output.tokens.flatten(1)
+        return output.pooled
+
+    def backbone_features(self, frames: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """uint8 frames (N, H, W, 3) -> (N, F) features, in chunks, without gradients."""
+        device = next(self.encoder.parameters()).device
+        with torch.no_grad():
+            parts = [self._select(self.encoder(frames[i : i + chunk].to(device))) for i in range(0, len(frames), chunk)]
+        return torch.cat(parts) if parts else torch.zeros(0, self.feature_dim, device=device)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch ``x`` (..., F) features or (..., H, W, 3) uint8 frames -> (..., F)."""
+        if x.dtype != torch.uint8:
+            return x
+        lead = x.shape[:-3]
+        return self._select(self.encoder(x.reshape(-1, *x.shape[-3:]))).reshape(*lead, -1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Features or frames -> what rewards compare: head outputs (rapl: (..., head_dim); rlhf: (..., 1))."""
+        return self.head(self._features(x))
+
+    def set_demos(self, demos: list[torch.Tensor]) -> None:
+        """The preferred demonstrations (each (T, ...) features or frames) that OT rewards match against."""
+        features = [self._features(d) if d.dtype == torch.uint8 else d for d in demos]
+        length = max(len(f) for f in features)
+        padded = torch.zeros(len(features), length, self.feature_dim, device=features[0].device)
+        mask = torch.zeros(len(features), length, dtype=torch.bool, device=features[0].device)
+        for i, f in enumerate(features):
+            padded[i, : len(f)], mask[i, : len(f)] = f, True
+        self.demo_features, self.demo_mask = padded, mask
+
+    # ------------------------------------------------------------------ training
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """RAPL: Bradley-Terry over OT costs to each query's best episode; RLHF: Bradley-Terry on returns."""
+        if self.config.method == "rapl":
+            logits, targets = self._rapl_logits(batch)
+        elif self.config.method == "rlhf":
+            logits, targets = self._rlhf_logits(batch)
+        else:
+            raise ValueError("method=ot has nothing to train: it is the frozen encoder's OT reward")
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        strict = targets != 0.5
+        accuracy = ((logits > 0) == (targets > 0.5))[strict].float().mean() if strict.any() else logits.new_zeros(())
+        return loss, {"loss": float(loss.detach()), "accuracy": float(accuracy)}
+
+    def _rapl_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """P(second ≻ third | anchor = the best episode) = softmax of negative OT costs; equal ranks target 0.5."""
+        x, mask, ranks = batch["x"], batch["mask"], batch["ranks"]
+        if x.shape[1] != 3 or bool((ranks < 0).any()):
+            raise ValueError("method=rapl learns from triplet queries (3 episodes each); pairs train method=rlhf")
+        order = torch.argsort(ranks, dim=1, stable=True)  # best, middle, worst
+        rows = torch.arange(len(x), device=x.device)[:, None]
+        x, mask, ranks = x[rows, order], mask[rows, order], ranks[rows, order]
+        z = self.embed(x)
+        anchor, m_anchor = z[:, 0], mask[:, 0]
+        d_middle = ot_distance(z[:, 1], anchor, mask[:, 1], m_anchor, self.config.epsilon,
+                               self.config.sinkhorn_iterations)  # fmt: skip
+        d_worst = ot_distance(z[:, 2], anchor, mask[:, 2], m_anchor, self.config.epsilon,
+                              self.config.sinkhorn_iterations)  # fmt: skip
+        targets = torch.where(ranks[:, 1] < ranks[:, 2], 1.0, 0.5).to(z.dtype)
+        return (d_worst - d_middle) / self.config.temperature, targets
+
+    def _rlhf_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every pair of a query's episodes: logit = return difference, target 1 / 0 / 0.5 (equal)."""
+        x, mask, ranks = batch["x"], batch["mask"], batch["ranks"]
+        returns = (self.embed(x).squeeze(-1) * mask).sum(-1)  # (B, K)
+        logits, targets = [], []
+        for i in range(x.shape[1]):
+            for j in range(i + 1, x.shape[1]):
+                valid = (ranks[:, i] >= 0) & (ranks[:, j] >= 0)
+                target = torch.where(ranks[:, i] < ranks[:, j], 1.0, torch.where(ranks[:, i] > ranks[:, j], 0.0, 0.5))
+                logits.append((returns[:, i] - returns[:, j])[valid])
+                targets.append(target[valid].to(returns.dtype))
+        return torch.cat(logits), torch.cat(targets)
+
+    # ------------------------------------------------------------------ rewards
+    def frame_rewards(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-frame rewards (B, T) of a batch of episodes (B, T, ...) (zero on padding): RLHF's head output, or
+        minus the frame's OT matching cost to the closest preferred demo (RAPL, OT)."""
+        z = self.embed(x)
+        if self.config.method == "rlhf":
+            return z.squeeze(-1) * mask
+        if len(self.demo_features) == 0:
+            raise ValueError("this reward matches episodes against preferred demos: call set_demos first")
+        demos, demo_mask = self.embed(self.demo_features), self.demo_mask
+        best = None
+        for d in range(len(demos)):
+            costs = ot_frame_costs(z, demos[d:d + 1].expand(len(z), -1, -1), mask,
+                                   demo_mask[d:d + 1].expand(len(z), -1), self.config.epsilon,
+                                   self.config.sinkhorn_iterations)  # fmt: skip
+            total = costs.sum(-1)
+            if best is None:
+                best, best_total = costs, total
+            else:
+                closer = total < best_total
+                best = torch.where(closer[:, None], costs, best)
+                best_total = torch.minimum(total, best_total)
+        return -best * mask
