@@ -42,7 +42,16 @@ def queries_for(costs, pool, n, seed, noise):
     return Preferences(rows, ranks, np.zeros(len(rows), np.int32), ["simulated"], np.zeros(len(rows)))
 
 
-def build(method, encoder, pretrained, image_shape):
+def parse_method(entry: str) -> tuple[str, dict]:
+    """``rapl:features=tokens,temperature=1`` -> ("rapl", {"features": "tokens", "temperature": 1})."""
+    import yaml
+
+    method, _, rest = entry.partition(":")
+    overrides = dict(item.split("=", 1) for item in rest.split(",") if item)
+    return method, {k: yaml.safe_load(v) for k, v in overrides.items()}
+
+
+def build(method, encoder, pretrained, image_shape, **overrides):
     """A VisualReward on a frozen encoder built with seed 0 (the same random-init weights for every method)."""
     import torch
 
@@ -51,7 +60,7 @@ def build(method, encoder, pretrained, image_shape):
 
     torch.manual_seed(0)
     enc = {"name": encoder, "train": "frozen", **({"pretrained": pretrained} if pretrained else {})}
-    return VisualReward(RewardConfig(method=method, encoder=enc), image_shape)
+    return VisualReward(RewardConfig(method=method, encoder=enc, **overrides), image_shape)
 
 
 def evaluate(model, bank, demo_features, held_out, held_prefs):
@@ -65,12 +74,12 @@ def evaluate(model, bank, demo_features, held_out, held_prefs):
     return {"accuracy": accuracy, **reward_correlations(rewards, bank, PREFERENCE_COST)}
 
 
-def encoded(encoder, pretrained, store, demos_store, camera, episodes, n_demos):
+def encoded(encoder, pretrained, store, demos_store, camera, episodes, n_demos, features="pooled"):
     """(bank of all episodes, demo features, image shape) encoded once with a frozen encoder."""
     from embodied.rewards.queries import EpisodeBank
 
     image_shape = store.features[camera].shape
-    model = build("ot", encoder, pretrained, image_shape)
+    model = build("ot", encoder, pretrained, image_shape, features=features)
     bank = EpisodeBank(store, camera, model.config.frame_stride, episodes)
     bank.encode(model, progress=f"encode {encoder}")
     demo_bank = EpisodeBank(demos_store, camera, model.config.frame_stride, range(n_demos))
@@ -123,6 +132,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--noise", type=float, default=0.5, help="the simulated person's noise on training answers")
     parser.add_argument("--encoders", nargs="+", default=["resnet18", "cnn"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["rapl", "rlhf"],
+        help="learned methods on the first encoder, with reward.* overrides: rapl:temperature=1",
+    )
+    parser.add_argument("--skip-baselines", action="store_true", help="only the learned --methods")
     parser.add_argument("--out", default="outputs/benchmarks/rapl")
     args = parser.parse_args()
 
@@ -143,37 +159,47 @@ def main() -> None:
     results = {"config": vars(args), "frozen_ot": {}, "learned": {}, "cost": {}}
 
     first, *_ = args.encoders
-    for entry in args.encoders:
-        name, _, pretrained = entry.partition(":")
-        bank, demo_features, image_shape = encoded(name, pretrained or None, store, demos_store, camera,
-                                                   np.arange(store.n_episodes), args.demo_episodes)  # fmt: skip
-        model = build("ot", name, pretrained or None, image_shape)
+    name, _, pretrained = first.partition(":")
+    banks = {}
+
+    def bank_for(entry, features="pooled"):
+        if (entry, features) not in banks:
+            encoder, _, weights = entry.partition(":")
+            banks[entry, features] = encoded(encoder, weights or None, store, demos_store, camera,
+                                             np.arange(store.n_episodes), args.demo_episodes, features)  # fmt: skip
+        return banks[entry, features]
+
+    for entry in [] if args.skip_baselines else args.encoders:
+        bank, demo_features, image_shape = bank_for(entry)
+        encoder, _, weights = entry.partition(":")
+        model = build("ot", encoder, weights or None, image_shape)
         results["frozen_ot"][entry] = evaluate(model, bank, demo_features, held_out, held_prefs)
         print(f"frozen OT {entry}: {results['frozen_ot'][entry]}", flush=True)
-        if entry != first:
-            continue
-        results["cost"] = cost_benchmark(model, bank, demo_features, held_out)
-        print(f"cost: {results['cost']}", flush=True)
-        for method in ("rapl", "rlhf"):
-            for n in args.queries:
-                for seed in args.seeds:
-                    prefs = queries_for(costs, pool, n, seed, args.noise)
-                    train_prefs, val_prefs = split_preferences(prefs, 0.2, seed)
-                    model = build(method, name, pretrained or None, image_shape)
-                    torch.manual_seed(seed)
-                    for layer in model.head.modules():
-                        if hasattr(layer, "reset_parameters"):
-                            layer.reset_parameters()
-                    job = replace(AlignConfig(), steps=args.steps, eval_every=25, checkpoint_every=args.steps,
-                                  seed=seed, progress=False, dataset=args.rollouts)  # fmt: skip
-                    start = time.perf_counter()
-                    with tempfile.TemporaryDirectory() as run_dir:
-                        fit_reward(job, model, bank, train_prefs, val_prefs, demo_features, [], {"queries": n}, run_dir)
-                    seconds = time.perf_counter() - start
-                    record = {**evaluate(model, bank, demo_features, held_out, held_prefs), "align_s": seconds}
-                    results["learned"].setdefault(method, {}).setdefault(str(n), []).append(record)
-                    print(f"{method} n={n} seed={seed}: {record}", flush=True)
-                    (out / "rapl_rewards.json").write_text(json.dumps(results, indent=1))
+        if entry == first:
+            results["cost"] = cost_benchmark(model, bank, demo_features, held_out)
+            print(f"cost: {results['cost']}", flush=True)
+    for label in args.methods:
+        method, overrides = parse_method(label)
+        bank, demo_features, image_shape = bank_for(first, overrides.get("features", "pooled"))
+        for n in args.queries:
+            for seed in args.seeds:
+                prefs = queries_for(costs, pool, n, seed, args.noise)
+                train_prefs, val_prefs = split_preferences(prefs, 0.2, seed)
+                model = build(method, name, pretrained or None, image_shape, **overrides)
+                torch.manual_seed(seed)
+                for layer in model.head.modules():
+                    if hasattr(layer, "reset_parameters"):
+                        layer.reset_parameters()
+                job = replace(AlignConfig(), steps=args.steps, eval_every=25, checkpoint_every=args.steps,
+                              seed=seed, progress=False, dataset=args.rollouts)  # fmt: skip
+                start = time.perf_counter()
+                with tempfile.TemporaryDirectory() as run_dir:
+                    fit_reward(job, model, bank, train_prefs, val_prefs, demo_features, [], {"queries": n}, run_dir)
+                seconds = time.perf_counter() - start
+                record = {**evaluate(model, bank, demo_features, held_out, held_prefs), "align_s": seconds}
+                results["learned"].setdefault(label, {}).setdefault(str(n), []).append(record)
+                print(f"{label} n={n} seed={seed}: {record}", flush=True)
+                (out / "rapl_rewards.json").write_text(json.dumps(results, indent=1))
     (out / "rapl_rewards.json").write_text(json.dumps(results, indent=1))
     print(report(results))
 
@@ -198,11 +224,14 @@ def report(results: dict) -> str:
     rlhf = results["learned"].get("rlhf", {})
     if rlhf:
         top = max(rlhf, key=int)
-        target = np.mean([r["spearman_step"] for r in rlhf[top]])
-        lines.append(f"\nqueries to reach RLHF's {top}-query per-step Spearman ({target:.2f}):")
-        for method, by_n in results["learned"].items():
-            reached = [int(n) for n, rs in by_n.items() if np.mean([r["spearman_step"] for r in rs]) >= target]
-            lines.append(f"- {method}: {min(reached) if reached else 'not reached'}")
+        for key, what in (("spearman_step", "per-step Spearman"), ("spearman_episode", "episode-return Spearman"),
+                          ("accuracy", "held-out accuracy")):  # fmt: skip
+            target = np.mean([r[key] for r in rlhf[top]])
+            reached = []
+            for method, by_n in results["learned"].items():
+                hits = [int(n) for n, rs in by_n.items() if np.mean([r[key] for r in rs]) >= target]
+                reached.append(f"{method} {min(hits) if hits else 'not reached'}")
+            lines.append(f"\nqueries to reach RLHF's {top}-query {what} ({target:.2f}): " + ", ".join(reached))
     cost = results.get("cost")
     if cost:
         lines.append(f"\nreward cost: {cost['ours_s_per_1000']:.2f} s per 1,000 episodes (ours, batched, against the "

@@ -97,7 +97,7 @@ def test_user_config_folder_adds_choices(tmp_path, monkeypatch):
         (["collect", "episodes=0"], "episodes=0: must be >= 1"),
         (["collect", "episodes=-2"], "episodes=-2: must be >= 1"),
         (["collect", "storage.codec=gzip"], "storage.codec='gzip': must be one of zstd, lz4, none"),
-        (["collect", "env.task=fly"], "env.task='fly': must be one of lift, pick_place_can, stack"),
+        (["collect", "env.task=fly"], "env.task='fly': must be one of lift, lift_zone, pick_place_can, stack"),
         (["collect", "env.obs_mode=video"], "env.obs_mode='video': must be one of image, state"),
         (["eval", "episodes=0", "checkpoint=."], "episodes=0: must be >= 1"),
         (["demo", "steps=0"], "steps=0: must be >= 1"),

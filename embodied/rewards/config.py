@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from embodied.configs.checks import at_least, one_of, positive
+from embodied.configs.checks import Rule, at_least, one_of, positive
 
-METHODS = ("rapl", "rlhf", "ot")
+
+def _registered_method(name: str) -> bool:
+    from embodied.rewards.model import REWARD_METHODS
+
+    return name in REWARD_METHODS
 
 
 def _frozen_resnet18() -> dict:
@@ -23,7 +27,7 @@ class RewardConfig:
     returns; ``ot``: RAPL's reward on the encoder's own features, no head and no training (the frozen baseline).
     """
 
-    method: str = "rapl"  # rapl | rlhf | ot
+    method: str = "rapl"  # rapl | rlhf | ot (embodied.rewards.model.REWARD_METHODS; plugins may add their own)
     # any registered encoder (RAPL: a frozen ResNet-18); `reward align` fills it from the encoder group (encoder=NAME,
     # policy.encoder.train=lora ...)
     encoder: dict = field(default_factory=_frozen_resnet18)
@@ -40,7 +44,8 @@ class RewardConfig:
     frame_stride: int = 2  # every k-th frame of an episode is matched (and at least its last)
 
     CHECKS: ClassVar = {
-        "method": one_of(*METHODS), "features": one_of("pooled", "tokens"), "head_dim": at_least(1),
+        "method": Rule("a registered reward method: rapl, rlhf, ot, or one of your own", _registered_method),
+        "features": one_of("pooled", "tokens"), "head_dim": at_least(1),
         "epsilon": positive(), "sinkhorn_iterations": at_least(1), "temperature": positive(),
         "frame_stride": at_least(1),
     }  # fmt: skip

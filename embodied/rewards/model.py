@@ -12,17 +12,21 @@ of each query, ``mask`` (B, K, T), ``ranks`` (B, K) float (0 best, equal episode
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embodied.registry import Registry
 from embodied.rewards.config import RewardConfig
 from embodied.rewards.ot import ot_distance, ot_frame_costs
 
 
 class VisualReward(nn.Module):
-    """See the module docstring. ``demos``: the preferred demonstrations' frames, a list of uint8 (T, H, W, 3)
-    arrays (RAPL and OT rewards match against them; RLHF ignores them)."""
+    """See the module docstring; the method (``config.method``) comes from :data:`REWARD_METHODS`. Demos
+    (:meth:`set_demos`): the preferred demonstrations RAPL and OT rewards match against."""
 
     def __init__(self, config: RewardConfig, image_shape: tuple[int, int, int], backbone_config: dict | None = None):
         super().__init__()
@@ -34,13 +38,8 @@ class VisualReward(nn.Module):
             probe = self.encoder.eval()(torch.zeros(1, *image_shape, dtype=torch.uint8))
         self.encoder.train(False)
         self.feature_dim = int(self._select(probe).shape[-1])
-        dim = config.head_dim
-        if config.method == "rapl":
-            self.head = nn.Linear(self.feature_dim, dim)
-        elif config.method == "rlhf":
-            self.head = nn.Sequential(nn.Linear(self.feature_dim, dim), nn.ReLU(), nn.Linear(dim, 1))
-        else:  # ot: the encoder's own features
-            self.head = nn.Identity()
+        self.method = REWARD_METHODS.get(config.method)
+        self.head = self.method.head(self.feature_dim, config.head_dim)
         self.register_buffer("demo_features", torch.zeros(0, 0, self.feature_dim), persistent=False)
         self.register_buffer("demo_mask", torch.zeros(0, 0, dtype=torch.bool), persistent=False)
 
@@ -75,7 +74,11 @@ class VisualReward(nn.Module):
 
     def set_demos(self, demos: list[torch.Tensor]) -> None:
         """The preferred demonstrations (each (T, ...) features or frames) that OT rewards match against."""
-        features = [self._features(d) if d.dtype == torch.uint8 else d for d in demos]
+        was_training = self.training
+        self.eval()  # demos are encoded as they will be compared: no augmentation, no gradients
+        with torch.no_grad():
+            features = [self._features(d) if d.dtype == torch.uint8 else d for d in demos]
+        self.train(was_training)
         length = max(len(f) for f in features)
         padded = torch.zeros(len(features), length, self.feature_dim, device=features[0].device)
         mask = torch.zeros(len(features), length, dtype=torch.bool, device=features[0].device)
@@ -85,19 +88,17 @@ class VisualReward(nn.Module):
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """RAPL: Bradley-Terry over OT costs to each query's best episode; RLHF: Bradley-Terry on returns."""
-        if self.config.method == "rapl":
-            logits, targets = self._rapl_logits(batch)
-        elif self.config.method == "rlhf":
-            logits, targets = self._rlhf_logits(batch)
-        else:
-            raise ValueError("method=ot has nothing to train: it is the frozen encoder's OT reward")
+        """Binary cross-entropy of the method's Bradley-Terry logits (RAPL: OT costs to each query's best episode;
+        RLHF: episode returns) against the answers (1, 0, or 0.5 for equally good)."""
+        if self.method.logits is None:
+            raise ValueError(f"reward.method={self.config.method} has nothing to train (a fixed reward)")
+        logits, targets = self.method.logits(self, batch)
         loss = F.binary_cross_entropy_with_logits(logits, targets)
         strict = targets != 0.5
         accuracy = ((logits > 0) == (targets > 0.5))[strict].float().mean() if strict.any() else logits.new_zeros(())
         return loss, {"loss": float(loss.detach()), "accuracy": float(accuracy)}
 
-    def _rapl_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def rapl_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """P(second ≻ third | anchor = the best episode) = softmax of negative OT costs; equal ranks target 0.5."""
         x, mask, ranks = batch["x"], batch["mask"], batch["ranks"]
         if x.shape[1] != 3 or bool((ranks < 0).any()):
@@ -114,7 +115,7 @@ class VisualReward(nn.Module):
         targets = torch.where(ranks[:, 1] < ranks[:, 2], 1.0, 0.5).to(z.dtype)
         return (d_worst - d_middle) / self.config.temperature, targets
 
-    def _rlhf_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def rlhf_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Every pair of a query's episodes: logit = return difference, target 1 / 0 / 0.5 (equal)."""
         x, mask, ranks = batch["x"], batch["mask"], batch["ranks"]
         returns = (self.embed(x).squeeze(-1) * mask).sum(-1)  # (B, K)
@@ -132,7 +133,7 @@ class VisualReward(nn.Module):
         """Per-frame rewards (B, T) of a batch of episodes (B, T, ...) (zero on padding): RLHF's head output, or
         minus the frame's OT matching cost to the closest preferred demo (RAPL, OT)."""
         z = self.embed(x)
-        if self.config.method == "rlhf":
+        if not self.method.matches_demos:
             return z.squeeze(-1) * mask
         if len(self.demo_features) == 0:
             raise ValueError("this reward matches episodes against preferred demos: call set_demos first")
@@ -150,3 +151,26 @@ class VisualReward(nn.Module):
                 best = torch.where(closer[:, None], costs, best)
                 best_total = torch.minimum(total, best_total)
         return -best * mask
+
+
+@dataclass(frozen=True)
+class RewardMethod:
+    """One way of learning a visual reward (``reward.method``): its head on the encoder's features, its
+    Bradley-Terry logits for a batch (None: nothing to train), and whether frames are rewarded by OT matching to
+    preferred demos (else the head's output per frame is the reward)."""
+
+    head: Callable[[int, int], nn.Module]  # (feature_dim, head_dim) -> head
+    logits: Callable[[VisualReward, dict], tuple[torch.Tensor, torch.Tensor]] | None
+    matches_demos: bool
+
+
+REWARD_METHODS: Registry[RewardMethod] = Registry("reward method")
+REWARD_METHODS.register("rapl")(RewardMethod(nn.Linear, VisualReward.rapl_logits, matches_demos=True))
+REWARD_METHODS.register("rlhf")(
+    RewardMethod(
+        lambda f, d: nn.Sequential(nn.Linear(f, d), nn.ReLU(), nn.Linear(d, 1)),
+        VisualReward.rlhf_logits,
+        matches_demos=False,
+    )  # fmt: skip
+)
+REWARD_METHODS.register("ot")(RewardMethod(lambda f, d: nn.Identity(), None, matches_demos=True))

@@ -100,7 +100,7 @@ def test_config_errors_name_the_problem():
         env_config({"name": "franka", "no_such_field": 1})
     with pytest.raises(KeyError, match="unknown env 'nope'"):
         make_env({"name": "nope"})
-    with pytest.raises(ValueError, match="env.task='juggle': must be one of lift, pick_place_can, stack"):
+    with pytest.raises(ValueError, match="env.task='juggle': must be one of lift, lift_zone, pick_place_can, stack"):
         make_env({"name": "franka", "task": "juggle", "obs_mode": "state"})
     with pytest.raises(ValueError, match="camera 'ceiling' not in task"):
         make_env({"name": "franka", "cameras": ["ceiling"]})

@@ -50,7 +50,7 @@ def test_bradley_terry_gradients_reach_only_the_trainable_part_of_the_encoder(me
 def test_rapl_refuses_pairs_and_equal_triplets_target_one_half():
     model = VisualReward(RewardConfig(encoder={"name": "cnn", "channels": [8], "strides": [2], "dim": 8}), (32, 32, 3))
     batch = _batch(torch.Generator().manual_seed(1))
-    _, targets = model._rapl_logits(batch)
+    _, targets = model.rapl_logits(batch)
     assert targets.tolist() == [1.0, 0.5]  # second query: middle and worst are equally good
     with pytest.raises(ValueError, match="triplet"):
         model.compute_loss({**batch, "ranks": torch.tensor([[0.0, 1.0, -1.0], [0.0, 1.0, -1.0]])})
