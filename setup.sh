@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# MuJoCo renders headless through EGL (libegl1 + Mesa) or OSMesa (libosmesa6).
-packages=(libegl1 libgl1 libgl1-mesa-dri libosmesa6)
+# MuJoCo renders headless through EGL (libegl1 + Mesa) or OSMesa (libosmesa6); the labelling page's tests drive
+# Debian's chromium headless.
+packages=(libegl1 libgl1 libgl1-mesa-dri libosmesa6 chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -15,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
   else
-    echo "setup.sh: install EGL or OSMesa for MuJoCo rendering (Debian: ${missing[*]})" >&2
+    echo "setup.sh: install EGL or OSMesa for MuJoCo rendering and chromium for the browser tests (Debian: ${missing[*]})" >&2
   fi
 fi
 

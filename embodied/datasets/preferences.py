@@ -133,6 +133,15 @@ class PreferenceWriter:
         self.n = row + 1
         return row
 
+    def retract_last(self, labeller: str) -> int | None:
+        """Removes the newest answer if ``labeller`` gave it (a labeller's undo), by moving the commit record back
+        one row (atomic, like a commit); returns the removed row, or None when the newest answer is not theirs."""
+        if self.n == 0 or self.labellers[int(self.group["labeller"][self.n - 1])] != labeller:
+            return None
+        self.n -= 1
+        self.group.attrs.update({"commit": {"n": self.n}, "labellers": self.labellers})
+        return self.n
+
     def close(self) -> None:
         """Releases the store's writer lock."""
         if self._lock is not None:

@@ -1,0 +1,1 @@
+"""A web page where a person answers preference queries by watching rollouts (`embodied label`)."""
