@@ -28,6 +28,8 @@ from embodied.datasets.errors import StoreCorruptError, StoreError
 
 GROUP = "preferences"
 SLOTS = 3  # episodes per query row (a pair leaves the third slot at -1)
+_ARRAYS = (("episodes", "int64", (SLOTS,)), ("ranking", "int8", (SLOTS,)), ("labeller", "int32", ()),
+           ("time", "float64", ()))  # fmt: skip
 
 
 @dataclass
@@ -55,10 +57,11 @@ def read_preferences(store_path: str | Path) -> Preferences:
 
     path = Path(store_path)
     if not (path / GROUP / "zarr.json").exists():
-        return Preferences(np.zeros((0, SLOTS), np.int64), np.zeros((0, SLOTS), np.int8), np.zeros(0, np.int32), [],
-                           np.zeros(0))  # fmt: skip
+        return _empty()
     group = zarr.open_group(str(path / GROUP), mode="r")
-    n = int(group.attrs["commit"]["n"])
+    n = int(group.attrs.get("commit", {"n": 0})["n"])  # no commit record: a table being created, still empty
+    if n == 0:
+        return _empty()
     try:
         arrays = {key: group[key][:n] for key in ("episodes", "ranking", "labeller", "time")}
     except Exception as error:
@@ -67,6 +70,16 @@ def read_preferences(store_path: str | Path) -> Preferences:
         raise StoreCorruptError(f"{path}/{GROUP}: {n} answers committed but fewer stored (truncated table)")
     return Preferences(arrays["episodes"], arrays["ranking"], arrays["labeller"], list(group.attrs["labellers"]),
                        arrays["time"])  # fmt: skip
+
+
+def _empty() -> Preferences:
+    return Preferences(np.zeros((0, SLOTS), np.int64), np.zeros((0, SLOTS), np.int8), np.zeros(0, np.int32), [],
+                       np.zeros(0))  # fmt: skip
+
+
+def query_key(episodes) -> tuple[int, ...]:
+    """A query's identity whatever the order shown: its episodes, sorted (unused slots dropped)."""
+    return tuple(sorted(int(e) for e in episodes if e >= 0))
 
 
 def ranks_from_costs(costs, equal_tolerance: float = 0.0) -> np.ndarray:
@@ -94,15 +107,16 @@ class PreferenceWriter:
         self._lock = _lock if _lock is not None else acquire_lock(self.path)
         try:
             root = zarr.open_group(str(self.path), mode="r+")
-            if GROUP not in root:
-                group = root.create_group(GROUP)
-                for key, dtype, shape in (("episodes", "int64", (SLOTS,)), ("ranking", "int8", (SLOTS,)),
-                                          ("labeller", "int32", ()), ("time", "float64", ())):  # fmt: skip
-                    group.create_array(key, shape=(0, *shape), chunks=(1024, *shape), dtype=dtype)
-                group.attrs.update({"commit": {"n": 0}, "labellers": []})
+            if GROUP not in root:  # its attributes hold an empty commit record from the start
+                root.create_group(GROUP, attributes={"commit": {"n": 0}, "labellers": []})
             self.group = root[GROUP]
-            self.n = int(self.group.attrs["commit"]["n"])
-            self.labellers = list(self.group.attrs["labellers"])
+            self.n = int(self.group.attrs.get("commit", {"n": 0})["n"])
+            for key, dtype, shape in _ARRAYS:  # arrays a writer killed while creating the table left missing
+                if key not in self.group:
+                    if self.n:
+                        raise StoreCorruptError(f"{self.path}/{GROUP}: array {key} is missing")
+                    self.group.create_array(key, shape=(0, *shape), chunks=(1024, *shape), dtype=dtype)
+            self.labellers = list(self.group.attrs.get("labellers", []))
             self.n_episodes = int(root.attrs["embodied"]["commit"]["n_episodes"])
         except BaseException:
             self.close()

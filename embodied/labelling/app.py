@@ -6,9 +6,10 @@ episode's frames as one strip; ``POST /api/answer`` {query, ranking, labeller}; 
 """
 
 # no `from __future__ import annotations`: FastAPI reads the request models from the handlers' annotations at runtime
+import html
 from importlib import resources
 
-from embodied.labelling.queue import LabellingSession
+from embodied.labelling.queue import AlreadyAnswered, LabellingSession
 
 
 def make_app(session: LabellingSession):
@@ -31,8 +32,8 @@ def make_app(session: LabellingSession):
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         config = session.config
-        return (page.replace("{{LABELLER}}", config.labeller).replace("{{FPS}}", str(config.fps))
-                .replace("{{STORE}}", str(config.dataset)))  # fmt: skip
+        return (page.replace("{{LABELLER}}", html.escape(config.labeller)).replace("{{FPS}}", str(float(config.fps)))
+                .replace("{{STORE}}", html.escape(str(config.dataset))))  # fmt: skip
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -54,6 +55,8 @@ def make_app(session: LabellingSession):
     def answer(body: Answer) -> dict:
         try:
             return session.answer(body.query, body.ranking, body.labeller)
+        except AlreadyAnswered as error:
+            raise HTTPException(409, str(error)) from None
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
 

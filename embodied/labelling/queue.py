@@ -38,6 +38,10 @@ class LabelConfig:
                         "port": between(0, 65535)}  # fmt: skip
 
 
+class AlreadyAnswered(ValueError):
+    """This labeller has answered this query already (one answer per person and query)."""
+
+
 class LabellingSession:
     """The queries, the open preference writer and who answered what; thread-safe (the server's handlers run in a
     thread pool)."""
@@ -61,6 +65,8 @@ class LabellingSession:
             raise ValueError(f"{config.dataset}: no camera {config.camera or ''} to show")
         self.writer = PreferenceWriter(config.dataset)  # held for the session: answers commit one by one
         self.lock = threading.Lock()
+        self.lengths = [int(n) for n in self.store.episode_info()["length"]]
+        self.read_lock = threading.Lock()  # store reads (the chunk cache) from the server's worker threads
         prefs = read_preferences(config.dataset)
         self.answered: list[tuple[str, tuple[int, ...]]] = [
             (prefs.labellers[int(who)], tuple(int(e) for e in row if e >= 0))
@@ -78,7 +84,7 @@ class LabellingSession:
             return {"done": True, "progress": progress}
         k = remaining[0]
         episodes = [int(e) for e in self.queries[k]]
-        lengths = [int(self.store.episode_info()["length"][e]) for e in episodes]
+        lengths = [self.lengths[e] for e in episodes]
         return {"done": False, "query": k, "episodes": episodes, "lengths": lengths, "progress": progress}
 
     def answer(self, query: int, ranking: list[int], labeller: str) -> dict:
@@ -89,6 +95,8 @@ class LabellingSession:
             raise ValueError("a labeller name is 1-100 characters")
         episodes = [int(e) for e in self.queries[query]]
         with self.lock:
+            if (labeller, tuple(episodes)) in self.answered:  # a repeated key press, a second tab
+                raise AlreadyAnswered(f"{labeller} already answered query {query}")
             row = self.writer.append(episodes, ranking, labeller)
             self.answered.append((labeller, tuple(episodes)))
         return {"row": row, **self.next_query(labeller)}
@@ -104,10 +112,14 @@ class LabellingSession:
 
     def strip(self, episode: int) -> bytes:
         """Every frame of an episode side by side in one PNG (the page plays it by drawing one frame at a time)."""
-        import imageio.v3 as iio
-
         if not 0 <= episode < self.store.n_episodes:
             raise KeyError(f"no episode {episode}")
+        with self.read_lock:
+            return self._strip(episode)
+
+    def _strip(self, episode: int) -> bytes:
+        import imageio.v3 as iio
+
         if episode not in self._strips:
             frames = self.store.episode(episode, [self.camera])[self.camera]
             self._strips[episode] = iio.imwrite("<bytes>", np.concatenate(list(frames), axis=1), extension=".png")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -63,10 +64,17 @@ def reward_config(job: AlignConfig) -> RewardConfig:
 
 
 def split_preferences(prefs, val_fraction: float, seed: int):
-    """(train, held-out) answers: a seeded shuffle; nothing is held out below 5 answers."""
-    n_val = math.ceil(val_fraction * len(prefs)) if len(prefs) >= 5 else 0
-    order = np.random.default_rng([seed, 1]).permutation(len(prefs))
-    return prefs.subset(np.sort(order[n_val:])), prefs.subset(np.sort(order[:n_val]))
+    """(train, held-out) answers, split by query (all answers to the same episodes fall on one side, whoever gave
+    them and in whatever order they were shown): a seeded shuffle; nothing is held out below 5 queries."""
+    from embodied.datasets.preferences import query_key
+
+    keys = [query_key(row) for row in prefs.episodes]
+    unique = sorted(set(keys))
+    n_val = math.ceil(val_fraction * len(unique)) if len(unique) >= 5 else 0
+    order = np.random.default_rng([seed, 1]).permutation(len(unique))
+    held = {unique[i] for i in order[:n_val]}
+    is_held = np.array([k in held for k in keys], dtype=bool)
+    return prefs.subset(~is_held), prefs.subset(is_held)
 
 
 def align(job: AlignConfig, run_dir: Path) -> Path:
@@ -90,6 +98,16 @@ def align(job: AlignConfig, run_dir: Path) -> Path:
     if len(prefs) == 0:
         raise ValueError(f"{job.dataset} has no answered preference queries; answer some with "
                          f"`embodied reward simulate dataset={job.dataset} queries=100`")  # fmt: skip
+    if config.method == "rapl" and (prefs.episodes[:, 2] < 0).any():
+        triplets = prefs.episodes[:, 2] >= 0
+        print(f"reward.method=rapl learns from triplets: {int((~triplets).sum())} pair answers are left out "
+              "(reward.method=rlhf uses them)")  # fmt: skip
+        prefs = prefs.subset(triplets)
+        if len(prefs) == 0:
+            raise ValueError(
+                f"{job.dataset} holds only pair answers; reward.method=rapl needs triplets "
+                "(`embodied reward simulate query_size=3`), reward.method=rlhf learns from pairs"
+            )
     if config.method != "rlhf" and not job.demos:
         raise ValueError(f"reward.method={config.method} matches rollouts against preferred demos: give demos=STORE")
     camera = config.camera or next((k for k, f in store.features.items() if f.kind == "image"), None)
@@ -178,7 +196,9 @@ def fit_reward(
         accuracy = float(held_out_accuracy(model, bank, val_prefs))
         if accuracy > best["accuracy"]:
             best.update(accuracy=accuracy, step=step)
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, best_path)
+            partial = best_path.with_suffix(".partial")  # then renamed: a kill never leaves a truncated file
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, partial)
+            os.replace(partial, best_path)
             best_info.write_text(json.dumps(best))  # after the weights: a kill between leaves the older record
         return {"held_out": {"accuracy": accuracy, "best_accuracy": best["accuracy"]}}
 

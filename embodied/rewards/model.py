@@ -74,6 +74,10 @@ class VisualReward(nn.Module):
 
     def set_demos(self, demos: list[torch.Tensor]) -> None:
         """The preferred demonstrations (each (T, ...) features or frames) that OT rewards match against."""
+        if not demos:  # an RLHF reward learned without demos: nothing to match against
+            self.demo_features = torch.zeros(0, 0, self.feature_dim, device=self.demo_features.device)
+            self.demo_mask = torch.zeros(0, 0, dtype=torch.bool, device=self.demo_features.device)
+            return
         was_training = self.training
         self.eval()  # demos are encoded as they will be compared: no augmentation, no gradients
         with torch.no_grad():

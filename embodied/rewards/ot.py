@@ -58,6 +58,7 @@ def sinkhorn(
     for _ in range(iterations):
         f = log_a - torch.logsumexp(kernel + g[:, None, :], dim=2)
         g = log_b - torch.logsumexp(kernel + f[:, :, None], dim=1)
+    f = log_a - torch.logsumexp(kernel + g[:, None, :], dim=2)  # end on rows: each frame's mass is exactly 1/n
     log_plan = kernel + f[:, :, None] + g[:, None, :]
     return torch.exp(log_plan)
 

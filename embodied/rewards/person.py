@@ -97,7 +97,7 @@ def simulate_preferences(job: SimulateConfig) -> tuple[int, int]:
     returns (answers added, answers now in the table)."""
     from tqdm.auto import tqdm
 
-    from embodied.datasets.preferences import PreferenceWriter
+    from embodied.datasets.preferences import PreferenceWriter, query_key, read_preferences
     from embodied.datasets.store import EpisodeStore
 
     if not job.dataset:
@@ -108,7 +108,12 @@ def simulate_preferences(job: SimulateConfig) -> tuple[int, int]:
     if job.episodes and (len(job.episodes) != 2 or not 0 <= job.episodes[0] < job.episodes[1] <= n_episodes):
         raise ValueError(f"episodes={job.episodes}: give [start, stop) within the store's {n_episodes} episodes")
     pool = np.arange(*job.episodes) if job.episodes else np.arange(n_episodes)
-    queries = sample_queries(pool, job.queries, job.query_size, np.random.default_rng(job.seed))
+    prefs = read_preferences(job.dataset)
+    mine = [row for row, who in zip(prefs.episodes, prefs.labeller) if prefs.labellers[who] == job.person.name]
+    asked = {query_key(row) for row in mine}
+    # a rerun with the same seed adds new queries, never a second copy of an answer this person gave
+    drawn = sample_queries(pool, job.queries + len(asked), job.query_size, np.random.default_rng(job.seed))
+    queries = [q for q in drawn if query_key(q) not in asked][: job.queries]
     person = SimulatedPerson(job.person, costs)
     with PreferenceWriter(job.dataset) as writer:
         for query in tqdm(queries, desc="simulated person", unit="query"):

@@ -77,7 +77,7 @@ def query_batches(bank, prefs: Preferences, batch_size: int, seed: int, device):
         step = start_step
         while True:
             rng = np.random.default_rng([seed, step])
-            rows = rng.choice(len(prefs), min(batch_size, len(prefs)), replace=len(prefs) < batch_size)
+            rows = rng.choice(len(prefs), batch_size, replace=len(prefs) < batch_size)
             yield query_batch(bank, prefs, rows, device)
             step += 1
 

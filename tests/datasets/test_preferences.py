@@ -80,3 +80,12 @@ def test_ranks_from_costs_share_ranks_within_the_tolerance():
     np.testing.assert_array_equal(ranks_from_costs([3.0, 1.0, 2.0]), [2, 0, 1])
     np.testing.assert_array_equal(ranks_from_costs([1.2, 1.0, 5.0], equal_tolerance=0.5), [0, 0, 2])
     np.testing.assert_array_equal(ranks_from_costs([1.0, 1.0, 1.0]), [0, 0, 0])
+
+
+def test_a_table_whose_creation_was_interrupted_reads_empty_and_takes_answers(store):
+    root = zarr.open_group(str(store), mode="r+")
+    root.create_group("preferences")  # killed before its arrays and commit record were written
+    assert len(read_preferences(store)) == 0
+    with PreferenceWriter(store) as writer:
+        writer.append([0, 1], [0, 1], "alice")
+    assert len(read_preferences(store)) == 1

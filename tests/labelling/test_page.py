@@ -99,6 +99,12 @@ def test_keyboard_answers_undo_and_a_second_labeller_land_in_the_store(store, br
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(bad)
         assert error.value.code == 422
+        again = urllib.request.Request(f"http://127.0.0.1:{port}/api/answer", data=json.dumps(
+            {"query": first, "ranking": [0, 1], "labeller": "alice"}).encode(),
+            headers={"Content-Type": "application/json"})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as error:  # one answer per person and query
+            urllib.request.urlopen(again)
+        assert error.value.code == 409
     finally:
         server.send_signal(signal.SIGKILL)  # no clean shutdown: every answer must already be committed
         server.wait()

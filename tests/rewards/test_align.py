@@ -85,7 +85,7 @@ def test_alignment_on_real_preferences_beats_chance_and_the_commands_chain(zone_
     person = SimulatedPerson(PersonConfig(), costs)
     held_out = Preferences(rows, np.stack([person.rank(r) for r in rows]), np.zeros(40, np.int32), ["p"],
                            np.zeros(40))  # fmt: skip
-    common = [f"dataset={store}", f"demos={zone_demos}", "encoder=cnn", "reward.features=pooled", "eval_every=10",
+    common = [f"dataset={store}", f"demos={zone_demos}", "encoder=cnn", "reward.features=tokens", "eval_every=10",
               "progress=false", "device=cpu"]  # fmt: skip
     untrained, rapl, rlhf = tmp_path / "untrained", tmp_path / "rapl", tmp_path / "rlhf"
     assert main(["reward", "align", *common, "steps=1", "optim.lr=1e-9", f"run_dir={untrained}"]) == 0
@@ -122,3 +122,27 @@ def test_bad_inputs_get_clear_errors(zone_rollouts, zone_demos, tmp_path, capsys
     assert main(["reward", "simulate", f"dataset={zone_demos}", "episodes=[0,99]"]) == 1
     assert main(["reward", "score", f"checkpoint={tmp_path}", f"dataset={store}"]) == 1
     assert "not a reward checkpoint" in capsys.readouterr().err
+
+
+def test_pairs_train_rlhf_without_demos_and_rapl_refuses_them(zone_rollouts, tmp_path, capsys):
+    from embodied.datasets.preferences import query_key, read_preferences
+    from embodied.rewards.align import split_preferences
+    from embodied.rewards.checkpoint import load_reward
+
+    store = tmp_path / "rollouts.zarr"
+    shutil.copytree(zone_rollouts, store)
+    for _ in range(2):  # a rerun with the same seed adds new queries, never a copy of an answer already given
+        assert main(["reward", "simulate", f"dataset={store}", "queries=30", "query_size=2"]) == 0
+    prefs = read_preferences(store)
+    assert len(prefs) == 60 and len({query_key(row) for row in prefs.episodes}) == 60
+    train, held = split_preferences(prefs.subset(np.r_[np.arange(60), np.arange(10)]), 0.2, 0)  # ten answered twice
+    assert not {query_key(r) for r in train.episodes} & {query_key(r) for r in held.episodes}
+    assert main(["reward", "align", f"dataset={store}", "demos=x", "encoder=cnn", "progress=false"]) == 1
+    assert "only pair answers" in capsys.readouterr().err
+    run = tmp_path / "rlhf"
+    assert main(["reward", "align", f"dataset={store}", "reward.method=rlhf", "encoder=cnn", "steps=20",
+                 "progress=false", f"run_dir={run}"]) == 0  # fmt: skip
+    model, info = load_reward(run / "reward")
+    assert len(model.demo_features) == 0 and info["held_out_queries"] == 12
+    assert main(["reward", "score", f"checkpoint={run / 'reward'}", f"dataset={store}", "progress=false",
+                 f"out={tmp_path / 'scores'}"]) == 0  # fmt: skip
