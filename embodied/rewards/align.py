@@ -83,7 +83,7 @@ def align(job: AlignConfig, run_dir: Path) -> Path:
     from embodied.datasets.preferences import read_preferences
     from embodied.datasets.store import EpisodeStore
     from embodied.rewards.checkpoint import save_reward
-    from embodied.rewards.model import VisualReward
+    from embodied.rewards.model import REWARD_METHODS, VisualReward
     from embodied.rewards.queries import EpisodeBank
     from embodied.runtime import resolve_device, seed_everything
 
@@ -98,17 +98,18 @@ def align(job: AlignConfig, run_dir: Path) -> Path:
     if len(prefs) == 0:
         raise ValueError(f"{job.dataset} has no answered preference queries; answer some with "
                          f"`embodied reward simulate dataset={job.dataset} queries=100`")  # fmt: skip
-    if config.method == "rapl" and (prefs.episodes[:, 2] < 0).any():
+    method = REWARD_METHODS.get(config.method)
+    if method.triplets_only and (prefs.episodes[:, 2] < 0).any():
         triplets = prefs.episodes[:, 2] >= 0
-        print(f"reward.method=rapl learns from triplets: {int((~triplets).sum())} pair answers are left out "
+        print(f"reward.method={config.method} learns from triplets: {int((~triplets).sum())} pair answers are left out "
               "(reward.method=rlhf uses them)")  # fmt: skip
         prefs = prefs.subset(triplets)
         if len(prefs) == 0:
             raise ValueError(
-                f"{job.dataset} holds only pair answers; reward.method=rapl needs triplets "
+                f"{job.dataset} holds only pair answers; reward.method={config.method} needs triplets "
                 "(`embodied reward simulate query_size=3`), reward.method=rlhf learns from pairs"
             )
-    if config.method != "rlhf" and not job.demos:
+    if method.matches_demos and not job.demos:
         raise ValueError(f"reward.method={config.method} matches rollouts against preferred demos: give demos=STORE")
     camera = config.camera or next((k for k, f in store.features.items() if f.kind == "image"), None)
     if camera is None or camera not in store.features:
@@ -128,14 +129,12 @@ def align(job: AlignConfig, run_dir: Path) -> Path:
             "demos": job.demos, "queries": len(prefs), "train_queries": len(train_prefs),
             "held_out_queries": len(val_prefs), "seed": job.seed}  # fmt: skip
     out = Path(job.out) if job.out else Path(run_dir) / "reward"
-    best = {"accuracy": -1.0, "step": 0}
-    if config.method != "ot":
+    best = {"step": 0}
+    if method.logits is not None:  # a method with something to train
         best = fit_reward(job, model, bank, train_prefs, val_prefs, demo_inputs, demo_frames, info, run_dir)
-    if demo_inputs:
-        model.set_demos([d.to(device) for d in demo_inputs])
-    info.update({"held_out_accuracy": best["accuracy"] if best["accuracy"] >= 0 else None, "best_step": best["step"]})
-    if len(val_prefs):
-        info["held_out_accuracy"] = held_out_accuracy(model, bank, val_prefs)
+    model.set_demos([d.to(device) for d in demo_inputs])
+    info["best_step"] = best["step"]
+    info["held_out_accuracy"] = held_out_accuracy(model, bank, val_prefs) if len(val_prefs) else None
     save_reward(model, out, demo_frames, info)
     (Path(run_dir) / "summary.json").write_text(json.dumps(info, indent=1))
     return out
@@ -143,15 +142,10 @@ def align(job: AlignConfig, run_dir: Path) -> Path:
 
 def held_out_accuracy(model, bank, prefs) -> float:
     """How often the deployed reward's episode returns order held-out answers' pairs as the person did."""
-    import torch
 
     from embodied.rewards.queries import episode_rewards, preference_accuracy
 
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        rewards = episode_rewards(model, bank, np.unique(prefs.episodes[prefs.episodes >= 0]))
-    model.train(was_training)
+    rewards = episode_rewards(model, bank, np.unique(prefs.episodes[prefs.episodes >= 0]))
     return float(preference_accuracy({e: float(r.sum()) for e, r in rewards.items()}, prefs))
 
 

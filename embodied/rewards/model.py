@@ -111,11 +111,12 @@ class VisualReward(nn.Module):
         rows = torch.arange(len(x), device=x.device)[:, None]
         x, mask, ranks = x[rows, order], mask[rows, order], ranks[rows, order]
         z = self.embed(x)
-        anchor, m_anchor = z[:, 0], mask[:, 0]
-        d_middle = ot_distance(z[:, 1], anchor, mask[:, 1], m_anchor, self.config.epsilon,
-                               self.config.sinkhorn_iterations)  # fmt: skip
-        d_worst = ot_distance(z[:, 2], anchor, mask[:, 2], m_anchor, self.config.epsilon,
-                              self.config.sinkhorn_iterations)  # fmt: skip
+        b = len(z)
+        # middle and worst against the anchor in one batched Sinkhorn: (2B, T, D)
+        distances = ot_distance(torch.cat([z[:, 1], z[:, 2]]), torch.cat([z[:, 0], z[:, 0]]),
+                                torch.cat([mask[:, 1], mask[:, 2]]), torch.cat([mask[:, 0], mask[:, 0]]),
+                                self.config.epsilon, self.config.sinkhorn_iterations)  # fmt: skip
+        d_middle, d_worst = distances[:b], distances[b:]
         targets = torch.where(ranks[:, 1] < ranks[:, 2], 1.0, 0.5).to(z.dtype)
         return (d_worst - d_middle) / self.config.temperature, targets
 
@@ -142,18 +143,13 @@ class VisualReward(nn.Module):
         if len(self.demo_features) == 0:
             raise ValueError("this reward matches episodes against preferred demos: call set_demos first")
         demos, demo_mask = self.embed(self.demo_features), self.demo_mask
-        best = None
-        for d in range(len(demos)):
-            costs = ot_frame_costs(z, demos[d:d + 1].expand(len(z), -1, -1), mask,
-                                   demo_mask[d:d + 1].expand(len(z), -1), self.config.epsilon,
-                                   self.config.sinkhorn_iterations)  # fmt: skip
-            total = costs.sum(-1)
-            if best is None:
-                best, best_total = costs, total
-            else:
-                closer = total < best_total
-                best = torch.where(closer[:, None], costs, best)
-                best_total = torch.minimum(total, best_total)
+        b, d = len(z), len(demos)
+        # every episode against every demo in one batched Sinkhorn: (B * D, T, ...), episode-major
+        costs = ot_frame_costs(z.repeat_interleave(d, 0), demos.repeat(b, 1, 1), mask.repeat_interleave(d, 0),
+                               demo_mask.repeat(b, 1), self.config.epsilon,
+                               self.config.sinkhorn_iterations).reshape(b, d, -1)  # fmt: skip
+        closest = costs.sum(-1).argmin(1)  # the demo each episode matches best
+        best = costs[torch.arange(b, device=z.device), closest]
         return -best * mask
 
 
@@ -166,10 +162,13 @@ class RewardMethod:
     head: Callable[[int, int], nn.Module]  # (feature_dim, head_dim) -> head
     logits: Callable[[VisualReward, dict], tuple[torch.Tensor, torch.Tensor]] | None
     matches_demos: bool
+    triplets_only: bool = False  # learns from 3-episode queries only (RAPL's anchor is a triplet's best)
 
 
 REWARD_METHODS: Registry[RewardMethod] = Registry("reward method")
-REWARD_METHODS.register("rapl")(RewardMethod(nn.Linear, VisualReward.rapl_logits, matches_demos=True))
+REWARD_METHODS.register("rapl")(
+    RewardMethod(nn.Linear, VisualReward.rapl_logits, matches_demos=True, triplets_only=True)
+)
 REWARD_METHODS.register("rlhf")(
     RewardMethod(
         lambda f, d: nn.Sequential(nn.Linear(f, d), nn.ReLU(), nn.Linear(d, 1)),

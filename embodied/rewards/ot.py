@@ -72,17 +72,15 @@ def ot_frame_costs(
     iterations: int = DEFAULT_ITERATIONS,
 ) -> torch.Tensor:
     """Per-frame transport cost of ``x`` (B, n, D) matched to ``y`` (B, m, D): ``n_valid * sum_j P*_ij C_ij``
-    (B, n), zero on padding; the episode's total OT cost is their mean over valid frames."""
+    (B, n), zero on padding; the episode's total OT cost (:func:`ot_distance`) is their mean over valid frames."""
     cost = cosine_cost(x, y)
-    plan = sinkhorn(cost, mask_x, mask_y, epsilon, iterations)
-    per_frame = (plan * cost).sum(-1)
-    n_valid = per_frame.new_full(per_frame.shape[:1], x.shape[1]) if mask_x is None else mask_x.sum(-1)
-    return per_frame * n_valid[:, None].to(per_frame.dtype)
+    per_frame = (sinkhorn(cost, mask_x, mask_y, epsilon, iterations) * cost).sum(-1)
+    n_valid = x.shape[1] if mask_x is None else mask_x.sum(-1, keepdim=True).to(per_frame.dtype)
+    return per_frame * n_valid
 
 
 def ot_distance(x, y, mask_x=None, mask_y=None, epsilon: float = DEFAULT_EPSILON,
                 iterations: int = DEFAULT_ITERATIONS) -> torch.Tensor:  # fmt: skip
     """The total entropic OT cost ``<P*, C>`` between each pair of episodes (B,)."""
-    per_frame = ot_frame_costs(x, y, mask_x, mask_y, epsilon, iterations)
-    n_valid = per_frame.new_full(per_frame.shape[:1], x.shape[1]) if mask_x is None else mask_x.sum(-1)
-    return per_frame.sum(-1) / n_valid.to(per_frame.dtype)
+    cost = cosine_cost(x, y)
+    return (sinkhorn(cost, mask_x, mask_y, epsilon, iterations) * cost).sum((-2, -1))

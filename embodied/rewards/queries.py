@@ -86,8 +86,10 @@ def query_batches(bank, prefs: Preferences, batch_size: int, seed: int, device):
 
 @torch.no_grad()
 def episode_rewards(model, bank: EpisodeBank, episodes, batch_size: int = 32) -> dict[int, np.ndarray]:
-    """Per-frame learned rewards of each episode (at the bank's frames)."""
+    """Per-frame learned rewards of each episode (at the bank's frames), in eval mode (no augmentation)."""
     device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
     episodes = [int(e) for e in episodes]
     out = {}
     for i in range(0, len(episodes), batch_size):
@@ -96,6 +98,7 @@ def episode_rewards(model, bank: EpisodeBank, episodes, batch_size: int = 32) ->
         rewards = model.frame_rewards(x, mask).cpu().numpy()
         for k, e in enumerate(chunk):
             out[int(e)] = rewards[k, : int(mask[k].sum())]
+    model.train(was_training)
     return out
 
 

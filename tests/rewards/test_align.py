@@ -146,3 +146,25 @@ def test_pairs_train_rlhf_without_demos_and_rapl_refuses_them(zone_rollouts, tmp
     assert len(model.demo_features) == 0 and info["held_out_queries"] == 12
     assert main(["reward", "score", f"checkpoint={run / 'reward'}", f"dataset={store}", "progress=false",
                  f"out={tmp_path / 'scores'}"]) == 0  # fmt: skip
+
+
+def test_ot_rewards_match_each_episode_to_its_closest_demo():
+    from embodied.rewards.ot import ot_frame_costs
+
+    generator = torch.Generator().manual_seed(3)
+    model = VisualReward(RewardConfig(method="ot", encoder={"name": "cnn", "channels": [8], "strides": [2], "dim": 8}),
+                         (32, 32, 3))  # fmt: skip
+    demos = [torch.randint(0, 255, (n, 32, 32, 3), dtype=torch.uint8, generator=generator) for n in (4, 6, 5)]
+    model.eval()  # as rewards are computed (no training-time augmentation)
+    model.set_demos(demos)
+    x = torch.randint(0, 255, (2, 5, 32, 32, 3), dtype=torch.uint8, generator=generator)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    with torch.no_grad():
+        rewards = model.frame_rewards(x, mask)
+        z = model.embed(x)
+        for e in range(2):
+            n = int(mask[e].sum())
+            per_demo = [ot_frame_costs(z[e : e + 1, :n], model.embed(model._features(d))[None])[0] for d in demos]
+            closest = min(per_demo, key=lambda c: float(c.sum()))
+            torch.testing.assert_close(rewards[e, :n], -closest, atol=1e-4, rtol=1e-4)
+            assert (rewards[e, n:] == 0).all()
