@@ -12,6 +12,10 @@ INSTRUCTION = "language_instruction"
 # The privileged per-step cost of a task with a hidden preference (kind "reward"): what the simulated person ranks
 # rollouts by and learned rewards are scored against; never a policy input.
 PREFERENCE_COST = "preference_cost"
+# A per-step description of the task's stage ("gripper closing around the red cube"), written by the scripted
+# experts (kind "language", stored as codes into the store's vocabulary); never a policy input: it is what
+# language-supervised pretraining (Lang4Sim2Real) aligns images with.
+CAPTION = "language_caption"
 IMAGE_PREFIX = "images/"  # camera images are ``images/<camera>``
 
 

@@ -33,6 +33,10 @@ def describe_store(path: str, verify: bool = False) -> str:
             tasks, counts = np.unique(info["task"], return_counts=True)
             lines.append("tasks: " + ", ".join(f"{t} ({c})" for t, c in zip(tasks, counts)))
         lines.append("instructions: " + "; ".join(repr(s) for s in store.instructions))
+        for key, feature in store.features.items():  # per-step language: the experts' stage captions
+            if feature.kind == "language" and key != "language_instruction":
+                vocabulary = store.vocabulary(key)
+                lines.append(f"{key}: {len(vocabulary)} distinct, e.g. " + "; ".join(repr(s) for s in vocabulary[:3]))
         prefs = read_preferences(path)
         if len(prefs):
             triplets = int((prefs.episodes[:, 2] >= 0).sum())

@@ -66,8 +66,20 @@ def check_env_matches_dataset(env_config: Any, store: EpisodeStore, check_task: 
     ours = asdict(env_config)
     check_task = check_task and not env_config.suite_tasks()  # a suite's store holds each of its tasks
     for key in ("name", "task", "control_freq", "image_size") if check_task else ("name", "control_freq", "image_size"):
+        if key == "name" and physics_of(recorded.get("name")) == physics_of(ours.get("name")):
+            continue  # the same simulation in another look (franka and franka_shifted)
         if key in recorded and key in ours and recorded[key] != ours[key]:
             raise ValueError(
                 f"env.{key}={ours[key]!r} but the dataset {store.path} was collected with {key}={recorded[key]!r}; "
                 f"pass env.{key}={recorded[key]} so evaluation matches the data"
             )
+
+
+def physics_of(env_name: str | None) -> str | None:
+    """The env whose simulation ``env_name`` runs: itself, or the one it restyles (``EnvConfig.physics``)."""
+    from embodied.envs import ENVS
+
+    if env_name is None or env_name not in ENVS:
+        return env_name
+    schema = ENVS.config_class(env_name)
+    return getattr(schema, "physics", None) or env_name

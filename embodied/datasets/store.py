@@ -175,6 +175,15 @@ class EpisodeStore:
         """The distinct language instructions, in order of first appearance."""
         return list(self._attrs["instructions"])
 
+    def vocabulary(self, key: str) -> list[str]:
+        """The distinct strings of a per-step language feature other than the instruction (stage captions), in
+        order of first appearance: its stored codes index this list."""
+        if key == "language_instruction":
+            return self.instructions
+        if key not in self.features or self.features[key].kind != "language":
+            raise KeyError(f"{self.path} has no language feature {key!r}")
+        return list(self._attrs.get("vocabularies", {}).get(key, []))
+
     @property
     def stats(self) -> dict[str, dict]:
         """Per numeric feature: count, mean, std, min, max, q01, q99 (lists over the trailing dimension)."""
@@ -248,9 +257,10 @@ class EpisodeStore:
         ends = self.episode_ends
         start, stop = (int(ends[index - 1]) if index else 0), int(ends[index])
         out = {key: self.read(key, start, stop) for key in (keys or self.features)}
-        if "language_instruction" in out:
-            vocabulary = self._attrs["instructions"]
-            out["language_instruction"] = [vocabulary[i] for i in out["language_instruction"]]
+        for key in list(out):
+            if self.features[key].kind == "language":
+                vocabulary = self.vocabulary(key)
+                out[key] = [vocabulary[i] for i in out[key]]
         return out
 
     def check_stats(self) -> None:
@@ -309,6 +319,18 @@ class EpisodeStore:
         if self.mode != "a":
             raise StoreError(f"{self.path} is open read-only")
         instruction = self._intern("instructions", language_instruction)
+        steps = dict(steps)
+        for key, feature in self.features.items():  # per-step strings (captions) -> codes into their vocabulary
+            if feature.kind == "language" and key != "language_instruction" and key in steps:
+                vocabulary = self._attrs.setdefault("vocabularies", {}).setdefault(key, [])
+                codes = []
+                for text in np.asarray(steps[key]).reshape(-1).tolist():
+                    if not isinstance(text, str):
+                        raise ValueError(f"{key}: per-step strings expected, got {type(text).__name__}")
+                    if text not in vocabulary:
+                        vocabulary.append(text)
+                    codes.append(vocabulary.index(text))
+                steps[key] = np.asarray(codes, dtype=np.int32)
         record = episode_record(steps, self.features, instruction, terminated)
         length = len(record["action"])
 

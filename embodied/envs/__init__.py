@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embodied.envs.base import EVAL_SEED_OFFSET, Env, EnvConfig
-from embodied.envs.franka.config import FrankaConfig
+from embodied.envs.franka.config import FrankaConfig, ShiftedFrankaConfig
 from embodied.envs.metaworld.config import MetaWorldConfig
 from embodied.registry import Registry
 
@@ -64,6 +64,8 @@ def _metaworld_expert(env, config: ExpertConfig):
 
 ENVS.register("franka", config=FrankaConfig)(_franka)
 EXPERTS.register("franka")(_franka_expert)
+ENVS.register("franka_shifted", config=ShiftedFrankaConfig)(_franka)  # the same env in another visual domain
+EXPERTS.register("franka_shifted")(_franka_expert)
 ENVS.register("metaworld", config=MetaWorldConfig)(_metaworld)
 EXPERTS.register("metaworld")(_metaworld_expert)
 

@@ -22,7 +22,7 @@ Seeds: collection episode ``k`` uses ``seed + k`` (below :data:`EVAL_SEED_OFFSET
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -38,6 +38,9 @@ class EnvConfig:
     """Fields every env config has; each env's config dataclass extends it."""
 
     name: str = ""  # registry name; selects the env class
+    # envs that simulate another registered env and differ only in looks (franka_shifted: franka) name it here, so
+    # stores of both may train one policy evaluated in either
+    physics: ClassVar[str | None] = None
 
     def adapt_to(self, cameras: list[str], image_size: int | None) -> EnvConfig:
         """This config, rendering only ``cameras`` at ``image_size`` px (none: no rendering at all), for a policy

@@ -113,16 +113,21 @@ class CameraRenderer:
         height, width: image size in pixels.
         config: render settings.
         visual_groups: the geom groups drawn (robosuite: 1 and 2; Meta-World: 0-2, MuJoCo's default).
+        restyle: ``restyle(render_model)`` changes how the scene looks (a visual domain), after simplification.
+        scene_hook: ``scene_hook(scene, render_model, camera_id)`` after each scene update (moving the view).
     """
 
     def __init__(
         self, model, data, height: int, width: int, config: RenderConfig,
-        visual_groups: tuple[int, ...] = ROBOSUITE_VISUAL_GROUPS,
+        visual_groups: tuple[int, ...] = ROBOSUITE_VISUAL_GROUPS, restyle=None, scene_hook=None,
     ):  # fmt: skip
         import mujoco
 
         self.data = data
         self.model = simplified_render_model(model, config, visual_groups)
+        if restyle is not None:  # another visual domain: only the drawn copy changes, never the simulation
+            restyle(self.model)
+        self.scene_hook = scene_hook
         # The offscreen framebuffer defaults to 640x480; clearing and reading a buffer that large costs more
         # than drawing an 84 px scene.
         self.model.vis.global_.offwidth = width
@@ -150,6 +155,11 @@ class CameraRenderer:
     def render(self, camera: str) -> np.ndarray:
         """Returns the camera's current view, uint8 (H, W, 3), upright."""
         self.renderer.update_scene(self.data, camera=camera, scene_option=self.option)
+        if self.scene_hook is not None:
+            import mujoco
+
+            camera_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            self.scene_hook(self.renderer.scene, self.model, camera_id)
         for flag, on in self._flags.items():
             self.renderer.scene.flags[flag] = on
         return self.renderer.render()

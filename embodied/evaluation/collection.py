@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from embodied.configs.checks import ConfigValueError, at_least, between, positive
 from embodied.datasets.store import EpisodeStore, StorageConfig
+from embodied.features import CAPTION
 
 DEFAULT_EPISODES = 50  # episodes in an env's default demo store (`embodied train` without dataset=)
 # Test hook: after this many episodes are committed, the collector stops making progress (workers stay alive), so
@@ -136,6 +137,11 @@ def _collect_task(config: CollectConfig, env_cfg, out: Path, label: str, suite_c
 
     def open_store(features, metadata) -> None:
         if opened["store"] is not None:  # resuming or a suite's next task: the env must produce what it holds
+            if CAPTION not in opened["store"].features and any(f.key == CAPTION for f in features):
+                print(f"{out} was started before experts wrote stage captions: resuming it without "
+                      f"{CAPTION!r} (collect a new store to have them)", flush=True)  # fmt: skip
+                opened["drop_captions"] = True
+                features = [f for f in features if f.key != CAPTION]
             opened["store"].check_features(features)
         else:
             if suite_config is not None:
@@ -148,6 +154,8 @@ def _collect_task(config: CollectConfig, env_cfg, out: Path, label: str, suite_c
         counts["successes"] += episode.success
         bar.set_postfix(expert_success=f"{counts['successes'] / counts['attempts']:.0%}",
                         attempts=counts["attempts"], refresh=False)  # fmt: skip
+        if opened.get("drop_captions"):
+            episode.steps.pop(CAPTION, None)
         if episode.success or config.keep_failed:
             writer.append_episode(
                 episode.steps, language_instruction=episode.instruction, terminated=episode.terminated,

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from embodied.features import INSTRUCTION
+from embodied.features import CAPTION, INSTRUCTION, Feature
 
 EXECUTED_ACTION = "executed_action"  # info key under which an in-worker actor reports the action it took
 
@@ -76,9 +76,22 @@ class ExpertDriven(gym.Wrapper):
     def step(self, action):
         """Executes the expert's action (``action`` is ignored) and reports it in the info."""
         chosen = self.expert.act(self._obs)
+        caption = self.expert.caption() if hasattr(self.expert, "caption") else None  # the stage it acted in
         obs, reward, terminated, truncated, info = self.env.step(chosen)
         self._obs = obs
-        return obs, reward, terminated, truncated, {**info, EXECUTED_ACTION: chosen}
+        info = {**info, EXECUTED_ACTION: chosen}
+        if caption is not None:
+            info[CAPTION] = caption
+        return obs, reward, terminated, truncated, info
+
+    @property
+    def extra_features(self) -> list[Feature]:
+        """What this wrapper adds to recorded steps: the expert's stage caption, when its experts write one."""
+        from embodied.envs import ExpertConfig, make_expert
+
+        if self.expert is None:
+            self.expert = make_expert(self.env.unwrapped, ExpertConfig())
+        return [Feature(CAPTION, (), "int32", "language")] if hasattr(self.expert, "caption") else []
 
 
 @dataclass
@@ -255,6 +268,8 @@ def _worker_episode(seed: int, record: bool) -> tuple[Episode, list, dict]:
         obs, reward, terminated, truncated, info = env.step(zero)
         if record:
             _append(buffer, before, info.get(EXECUTED_ACTION, zero), reward)
+            if CAPTION in info:
+                buffer.setdefault(CAPTION, []).append(str(info[CAPTION]))
         total += float(reward)
         length += 1
         success |= bool(info.get("is_success", False))
@@ -262,7 +277,7 @@ def _worker_episode(seed: int, record: bool) -> tuple[Episode, list, dict]:
                       length=length, instruction=str(obs.get(INSTRUCTION, "")),
                       steps=_stack(buffer) if record else None)  # fmt: skip
     base = env.unwrapped
-    return episode, base.features, base.metadata_for_store
+    return episode, base.features + list(getattr(env, "extra_features", [])), base.metadata_for_store
 
 
 def rollout_in_workers(

@@ -44,6 +44,7 @@ for _name, _job in {
     "pretrain": Job("pretrain", "pretrain", ("encoder",), "self-supervised encoder pretraining on episode stores"),
     "eval": Job("eval", "eval", (), "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)"),
     "bench": Job("bench_encoders", "bench_encoders", ("env",), "bench encoders: frozen encoders compared"),
+    "align": Job("align", "align", ("env",), "improve a trained policy on a learned reward (DPO, filtered BC)"),
     "label": Job("label", "label", (), "a page to answer preference queries by watching rollouts", run_dir=False),
     "reward simulate": Job(
         "reward_simulate",

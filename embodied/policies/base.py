@@ -86,6 +86,17 @@ class Policy(nn.Module):
         :meth:`unnormalize_actions` maps them back to the env's action space."""
         raise NotImplementedError
 
+    def chunk_log_likelihood(self, batch: Mapping[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """A training batch of windows -> (B,) log-likelihood of each window's action chunk given its observations,
+        up to a constant, or a surrogate of it: what preference alignment (DPO, :mod:`embodied.alignment`) compares
+        between the policy and its frozen reference. Any randomness (a diffusion step and its noise) is drawn from
+        ``generator``, so two calls with equally seeded generators compare like with like. Policies whose actions
+        are not a trainable distribution (the planner) leave it unimplemented."""
+        raise NotImplementedError(
+            f"policy {self.config.name} gives no action likelihood, so it cannot be aligned with a preference "
+            "objective (method=dpo); use method=weighted_bc or filtered_bc, or align bc, diffusion or openvla"
+        )
+
     def unnormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Normalised actions (B, T, action_dim) -> raw env actions (the normaliser's ``action`` statistics)."""
         return self.normalizer.unnormalize("action", actions)
@@ -223,6 +234,12 @@ class Policy(nn.Module):
         load_model(self, str(path), device=device)
 
 
+def masked_sample_mean(error: torch.Tensor, is_pad: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean (B,) of a (B, T, D) error over the steps that are not padding."""
+    valid = (~is_pad).unsqueeze(-1).to(error.dtype)
+    return (error * valid).sum((1, 2)) / (valid.sum((1, 2)) * error.shape[-1]).clamp(min=1)
+
+
 def masked_mean(error: torch.Tensor, is_pad: torch.Tensor) -> torch.Tensor:
     """Mean of a (B, T, D) error over the steps that are not padding (``is_pad``: (B, T) bool)."""
     valid = ~is_pad
@@ -240,7 +257,8 @@ def resolve_obs_keys(requested: list[str] | None, features: Mapping[str, Feature
         images = [k for k, f in features.items() if f.kind == "image"]
         lowdim = ["proprio"] if images else ["proprio", "state"]
         return images + [k for k in lowdim if k in features]
-    unknown = [k for k in requested if k not in features or features[k].kind in ("action", "reward", "flag")]
+    not_observed = ("action", "reward", "flag", "language")
+    unknown = [k for k in requested if k not in features or features[k].kind in not_observed]
     if unknown:
         observable = [k for k, f in features.items() if f.kind in ("image", "proprio", "state")]
         raise KeyError(f"policy.obs_keys {unknown} are not observations of this dataset; it has {observable}")

@@ -6,6 +6,7 @@ A new objective plugs in with a subclass of :class:`~embodied.pretrain.objective
 
 from __future__ import annotations
 
+from embodied.pretrain.language import LangDistObjective, LangRegObjective, StageClassifyObjective
 from embodied.pretrain.mae import MAEObjective
 from embodied.pretrain.objective import Objective
 from embodied.pretrain.time_contrastive import TimeContrastiveObjective
@@ -16,5 +17,9 @@ OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 OBJECTIVES.register("mae")(MAEObjective)
 OBJECTIVES.register("tov_vicreg")(TOVVICRegObjective)
 OBJECTIVES.register("time_contrastive")(TimeContrastiveObjective)
+# language across visual domains (Lang4Sim2Real): need stores with stage captions (language_caption)
+OBJECTIVES.register("lang_reg")(LangRegObjective)
+OBJECTIVES.register("lang_dist")(LangDistObjective)
+OBJECTIVES.register("stage_classify")(StageClassifyObjective)
 
 __all__ = ["OBJECTIVES", "MAEObjective", "Objective", "TOVVICRegObjective", "TimeContrastiveObjective"]

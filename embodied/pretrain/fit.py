@@ -25,8 +25,10 @@ class PretrainConfig:
 
     # only policy.encoder is read: the `encoder` config group lives at policy.encoder in every job
     policy: Any = None
-    objective: str = "tov_vicreg"  # mae | tov_vicreg | time_contrastive (any registered in OBJECTIVES)
-    objective_args: dict = field(default_factory=dict)  # e.g. {mask_ratio: 0.75}, {max_gap: 10}, {window: 3}
+    # mae | tov_vicreg | time_contrastive | lang_reg | lang_dist | stage_classify (any registered in OBJECTIVES)
+    objective: str = "tov_vicreg"
+    # e.g. {mask_ratio: 0.75}, {max_gap: 10}, {window: 3}, {text_encoder: {model: PATH}} (lang_reg, lang_dist)
+    objective_args: dict = field(default_factory=dict)
     dataset: str | None = None  # one store, or
     datasets: list[str] = field(default_factory=list)  # several
     camera: str | None = None  # image key; null: the first camera of the first store
@@ -86,6 +88,7 @@ def pretrain(job: PretrainConfig, run_dir: Path) -> Path:
             "resnet or a vit-family encoder"
         )
     objective = OBJECTIVES.get(job.objective)(encoder, **job.objective_args).to(device)
+    objective.prepare(frames)
     info = {"objective": job.objective, "objective_args": job.objective_args, "datasets": [str(p) for p in paths],
             "camera": camera, "encoder": encoder_cfg}  # fmt: skip
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from embodied.features import CAPTION
+
 # Temporal order verification: a triplet (a, b, c) with a < b < c in time is "in order" (label 1); moving the middle
 # frame to either end gives a shuffled triplet (label 0), as in Shuffle & Learn and TOV-VICReg.
 ORDERED = (0, 1, 2)
@@ -42,6 +44,10 @@ class FrameSampler:
         self.stores = list(stores)
         shapes = set()
         episodes = []  # (store index, first row, end row)
+        # each store's visual domain (env name, and its look for env=franka_shifted): language objectives balance
+        # batches over domains and pair frames across them
+        self.domains = sorted({domain_of(store) for store in self.stores})
+        self.store_domain = np.array([self.domains.index(domain_of(store)) for store in self.stores])
         for s, store in enumerate(self.stores):
             if key not in store.features:
                 images = [k for k, f in store.features.items() if f.kind == "image"]
@@ -50,7 +56,7 @@ class FrameSampler:
             ends = store.episode_ends
             starts = np.concatenate([[0], ends[:-1]])
             episodes += [(s, int(a), int(b)) for a, b in zip(starts, ends) if b - a >= min_length]
-            store.preload([key])
+            store.preload([key, CAPTION] if CAPTION in store.features else [key])
         if len(shapes) != 1:
             raise ValueError(f"stores disagree on the shape of {key!r}: {sorted(shapes)}")
         if not episodes:
@@ -92,3 +98,47 @@ class FrameSampler:
         times = np.take_along_axis(times, orders, 1)
         frames = self._read(np.repeat(store, 3), times.reshape(-1))
         return frames.reshape(n, 3, *frames.shape[1:]), labels
+
+    # -------------------------------------------------------------- with language (Lang4Sim2Real)
+    def captions(self, store_index: np.ndarray, rows: np.ndarray, key: str = CAPTION) -> list[str]:
+        """The per-step captions at ``rows`` of the given stores."""
+        out = [""] * len(rows)
+        for s in np.unique(store_index):
+            store = self.stores[int(s)]
+            if key not in store.features:
+                raise KeyError(f"{store.path} has no {key!r}: collect it in an env whose experts caption stages")
+            vocabulary = store.vocabulary(key)
+            where = np.flatnonzero(store_index == s)
+            for i, code in zip(where, store.take(key, rows[where])):
+                out[i] = vocabulary[int(code)]
+        return out
+
+    def domain_frames(self, rng: np.random.Generator, domains: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """One random frame of a random episode of each requested domain (``domains``: (n,) indices), and its
+        caption."""
+        store = np.empty(len(domains), dtype=np.int64)
+        rows = np.empty(len(domains), dtype=np.int64)
+        episode_domain = self.store_domain[self.episodes[:, 0]]
+        for d in np.unique(domains):
+            where = np.flatnonzero(domains == d)
+            pool = self.episodes[episode_domain == d]
+            chosen = pool[rng.integers(0, len(pool), len(where))]
+            store[where] = chosen[:, 0]
+            rows[where] = chosen[:, 1] + (rng.random(len(where)) * (chosen[:, 2] - chosen[:, 1])).astype(np.int64)
+        return self._read(store, rows), self.captions(store, rows)
+
+
+def domain_of(store) -> str:
+    """A store's visual domain: the env it was collected in, with its look (``franka_shifted:warm``, plus the
+    ``look`` overrides when there are any); ``franka_shifted`` in its ``source`` look is ``franka``."""
+    import json
+
+    config = store.metadata.get("env_config") or {}
+    name = str(config.get("name", "unknown"))
+    domain, look = config.get("domain"), config.get("look") or {}
+    if domain == "source" and not look:
+        from embodied.datasets.mixture import physics_of
+
+        return physics_of(name) or name
+    label = f"{name}:{domain}" if domain else name
+    return f"{label}:{json.dumps(look, sort_keys=True)}" if look else label

@@ -25,10 +25,15 @@ class Objective(nn.Module):
 
     encoder_name: ClassVar[str] = "vit"  # an encoder this objective trains (the contract tests use it)
     tiny_args: ClassVar[dict] = {}  # objective_args that keep it small
+    tiny_batch_size: ClassVar[int] = 16  # the contract tests' batch (objectives with noisy per-batch losses need more)
 
     def __init__(self, encoder):
         super().__init__()
         self.encoder = encoder
+
+    def prepare(self, frames: FrameSampler) -> None:
+        """Derives what the objective needs from the data before training (the caption table of the language
+        objectives); nothing here. Called on fresh and resumed runs alike, so it must be deterministic."""
 
     def sample(self, frames: FrameSampler, rng: np.random.Generator, batch_size: int) -> dict:
         """A batch of ``batch_size`` uint8 frames (or pairs, triplets) drawn with ``rng``."""

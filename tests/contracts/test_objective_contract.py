@@ -28,7 +28,7 @@ def test_objective_lowers_its_loss_and_the_encoder_loads(objective, image_store,
         objective_args=dict(OBJECTIVES.get(objective).tiny_args),
         dataset=str(image_store),
         steps=40,
-        batch_size=16,
+        batch_size=OBJECTIVES.get(objective).tiny_batch_size,
         log_every=1,
         progress=False,
     )

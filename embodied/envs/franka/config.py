@@ -51,3 +51,26 @@ class FrankaConfig(EnvConfig):
     def tiny(cls) -> FrankaConfig:
         """A small instance for contract tests: lift, one 32 px camera, 20-step episodes."""
         return cls(task="lift", image_size=32, max_episode_steps=20)
+
+
+@dataclass
+class ShiftedFrankaConfig(FrankaConfig):
+    """``env=franka_shifted``: the franka env in another visual domain (:mod:`embodied.envs.franka.domains`): other
+    colours, light and camera poses, the same physics, so the same actions give the same states as ``env=franka``."""
+
+    name: str = "franka_shifted"
+    physics: ClassVar[str | None] = "franka"
+    domain: str = "warm"  # a registered look: warm | dark | bright | source (robosuite's own)
+    look: dict = field(default_factory=dict)  # fields of the domain to change, e.g. {camera_yaw: 8, table: [0,0,0,1]}
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.visual_domain()  # unknown domain or look fields fail here, when the config is read
+
+    def visual_domain(self):
+        """The domain this env renders: the preset with ``look`` applied."""
+        from embodied.envs.franka.domains import DOMAINS
+
+        if self.domain not in DOMAINS:
+            raise ValueError(f"env.domain={self.domain!r}: must be one of {', '.join(DOMAINS.names())}")
+        return DOMAINS.get(self.domain).with_changes(dict(self.look))

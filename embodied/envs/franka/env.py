@@ -115,7 +115,7 @@ class FrankaEnv(Env):
         """Dataset-level facts an Open-X-style store records."""
         return {
             "robot": "panda",
-            "env": "franka",
+            "env": self.config.name,
             "control_frequency": self.config.control_freq,
             "action_space": "7-D end-effector delta in [-1, 1]: xyz (x 0.05 m), axis-angle (x 0.5 rad), "
             "gripper (-1 open, +1 close); robosuite OSC_POSE, robot base frame",
@@ -183,7 +183,16 @@ class FrankaEnv(Env):
         from embodied.envs.render import CameraRenderer
 
         sim = self._sim_env.sim
-        return CameraRenderer(sim.model._model, sim.data._data, size, size, self.config.render)
+        restyle = view = None
+        if hasattr(self.config, "visual_domain"):  # env=franka_shifted
+            from functools import partial
+
+            from embodied.envs.franka.domains import DomainView, apply_domain
+
+            domain = self.config.visual_domain()
+            restyle, view = partial(apply_domain, domain=domain), DomainView(domain)
+        return CameraRenderer(sim.model._model, sim.data._data, size, size, self.config.render, restyle=restyle,
+                              scene_hook=view)  # fmt: skip
 
     def _observation(self, raw: dict) -> dict:
         obs: dict = {}

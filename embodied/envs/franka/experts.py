@@ -117,6 +117,30 @@ class PickPlaceExpert:
         """The current waypoint's name (grasp, lift, ...)."""
         return self._plan[self._index].name
 
+    # the stage captions (Lang4Sim2Real's templated descriptions); {object} and {target} are the task's nouns
+    object_noun = "the red cube"
+    target_noun: str | None = None
+    CAPTIONS = {
+        "via": "gripper open, moving toward {object}",
+        "above": "gripper open, reaching above {object}",
+        "descend": "gripper open, lowering onto {object}",
+        "grasp": "gripper closing around {object}",
+        "lift": "{object} grasped, lifting it",
+        "carry": "{object} lifted, carrying it to {target}",
+        "lower": "lowering {object} onto {target}",
+        "release": "gripper opening, releasing {object} on {target}",
+        "retreat": "{object} placed on {target}, gripper moving up",
+    }
+    LIFTED = "{object} lifted"  # lift tasks once the object is up (the env's success check)
+
+    def caption(self) -> str:
+        """A templated description of the stage of the step just chosen by :meth:`act` (what Lang4Sim2Real
+        supervises images with): the waypoint's template, and "lifted" once a lift-only task succeeds."""
+        nouns = {"object": self.object_noun, "target": self.target_noun or ""}
+        if self.phase == "lift" and self.place_target() is None and self.sim_env._check_success():
+            return self.LIFTED.format(**nouns)
+        return self.CAPTIONS[self.phase].format(**nouns)
+
     # -------------------------------------------------------------- simulator state
     def _eef_pos(self) -> np.ndarray:
         robot = self.sim_env.robots[0]
@@ -163,6 +187,7 @@ class StackExpert(PickPlaceExpert):
     """Stack: grasp cube A and release it just above cube B."""
 
     place_clearance = 0.055  # cubeB half-size 0.025 + cubeA half-size 0.02 + a 1 cm drop
+    target_noun = "the green cube"
 
     def object_body(self) -> str:
         """Cube A, the one that moves."""
@@ -180,6 +205,8 @@ class PickPlaceCanExpert(PickPlaceExpert):
     align_yaw = False
     lift_height = 0.15
     place_clearance = 0.10
+    object_noun = "the can"
+    target_noun = "its bin"
 
     def object_body(self) -> str:
         """The can."""

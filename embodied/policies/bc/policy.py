@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from embodied.features import Feature
+from embodied.policies.base import masked_sample_mean
 from embodied.policies.bc.config import BCConfig
 from embodied.policies.camera_policy import CameraPolicy
 
@@ -49,3 +50,11 @@ class BCPolicy(CameraPolicy):
         pred = self.predict_chunk(self.prepare_obs(batch))
         loss = self.masked_action_loss(pred, batch, self.config.loss)
         return loss, {self.config.loss: loss.item()}
+
+    def chunk_log_likelihood(self, batch: Mapping[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """The chunk's log-likelihood under the distribution the loss implies, up to scale and a constant: minus
+        the mean L1 (Laplace) or squared (Gaussian) error of the prediction, padded steps left out."""
+        pred = self.predict_chunk(self.prepare_obs(batch))
+        target = self.normalizer.normalize("action", batch["action"].to(self.device).float())
+        error = (pred - target).abs() if self.config.loss == "l1" else (pred - target).square()
+        return -masked_sample_mean(error, batch["action_is_pad"].to(self.device))

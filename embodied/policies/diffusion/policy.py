@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from embodied.features import Feature
-from embodied.policies.base import masked_mean
+from embodied.policies.base import masked_mean, masked_sample_mean
 from embodied.policies.camera_policy import CameraPolicy
 from embodied.policies.diffusion.config import PAPER_ENCODER, DiffusionConfig, validate
 from embodied.policies.diffusion.denoisers import ConditionalUnet1D, TransformerDenoiser
@@ -81,6 +81,20 @@ class DiffusionPolicy(CameraPolicy):
         else:
             loss = error.mean()
         return loss, {"mse": loss.item()}
+
+    def chunk_log_likelihood(self, batch: Mapping[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """Diffusion-DPO's surrogate (Wallace et al. 2023): minus the denoising error at one diffusion step and noise
+        drawn from ``generator`` (the ELBO's term at that step, up to its weight), per chunk. Padded steps are left
+        out; the same seed gives the same step and noise to the policy and its reference."""
+        cond = self.condition(self.prepare_obs(batch))
+        actions = self.normalizer.normalize("action", batch["action"].to(self.device).float())
+        noise = torch.randn(actions.shape, generator=generator, device=generator.device).to(actions.device)
+        steps = torch.randint(0, self.config.num_train_timesteps, (actions.shape[0],), generator=generator,
+                              device=generator.device).to(actions.device)  # fmt: skip
+        pred = self.denoiser(self.noise_scheduler.add_noise(actions, noise, steps), steps, cond)
+        target = noise if self.config.prediction_type == "epsilon" else actions
+        error = (pred.float() - target).square()
+        return -masked_sample_mean(error, batch["action_is_pad"].to(self.device))
 
     def predict_chunk(self, obs: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
         """Denoises pure noise into (B, horizon, action_dim) normalised actions with the inference scheduler."""

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied.features import INSTRUCTION, Feature
-from embodied.policies.base import masked_mean
+from embodied.policies.base import masked_mean, masked_sample_mean
 from embodied.policies.camera_policy import CameraPolicy
 from embodied.policies.openvla import lora_checkpoint
 from embodied.policies.openvla.action_tokenizer import ActionTokenizer
@@ -183,6 +183,33 @@ class VLAPolicy(CameraPolicy):
         decoded = self._normalized_from_ids(pred_ids, keys)
         l1 = (decoded - normalized).abs().mean()
         return loss, {"action_accuracy": accuracy.item(), "action_l1": l1.item()}
+
+    def chunk_log_likelihood(self, batch: Mapping[str, Any], generator: torch.Generator) -> torch.Tensor:
+        """The mean log-probability of each chunk's action tokens under teacher forcing (with EOS when decoding
+        autoregressively; padded steps left out): the exact log-likelihood, divided by the token count so that one
+        DPO ``beta`` suits every policy. The L1 head: minus its mean error. ``generator`` is unused."""
+        obs = self.prepare_obs(batch)
+        instructions = obs[INSTRUCTION]
+        actions = batch["action"].to(self.device).float()
+        keys = self._dataset_keys(batch, len(instructions))
+        target_ids = self._per_dataset(keys, actions, lambda tok, a: tok.encode(a)).flatten(1)
+        is_pad = batch["action_is_pad"].to(self.device)
+        valid = (~is_pad).repeat_interleave(self.action_dim, dim=1).float()  # (B, horizon * A), time-major
+        if self.config.decoding == "parallel":
+            hidden = self.decoder_hidden(self.build_inputs(obs, instructions))[:, -target_ids.shape[1] :]
+            if self.config.action_head == "l1":
+                normalized = self._per_dataset(keys, actions, lambda tok, a: tok.normalize(a))
+                return -masked_sample_mean((self.regress(hidden) - normalized).abs(), is_pad)
+            targets = target_ids
+        else:
+            inputs = self.build_inputs(obs, instructions, target_ids)
+            n_targets = target_ids.shape[1] + 1  # actions + EOS
+            hidden = self.decoder_hidden(inputs)[:, -n_targets - 1 : -1]
+            targets = inputs.labels[:, -n_targets:]
+            valid = torch.cat([valid, valid.new_ones(len(valid), 1)], 1)
+        logits = self.lm_head(hidden).float()
+        log_p = -F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+        return (log_p * valid).sum(1) / valid.sum(1).clamp(min=1)
 
     def decoder_hidden(self, inputs: VLAInputs, **kwargs) -> torch.Tensor:
         """The decoder's last hidden states (B, L, H) for a batch of sequences."""
