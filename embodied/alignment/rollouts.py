@@ -113,15 +113,7 @@ def score_episodes(reward, store: EpisodeStore, camera: str | None = None, batch
         cost = store.read(PREFERENCE_COST, 0, store.n_steps).astype(np.float64).reshape(-1)
         per_step = [-cost[s:e] for s, e in zip(starts, ends)]
     else:
-        from embodied.rewards.queries import EpisodeBank, episode_rewards
+        from embodied.rewards.queries import store_step_rewards
 
-        model = reward
-        episodes = np.arange(store.n_episodes)
-        bank = EpisodeBank(store, camera, model.config.frame_stride, episodes)
-        if model.caches_features:
-            bank.encode(model)
-        rewards = episode_rewards(model, bank, episodes, batch_size)
-        per_step = [
-            np.interp(np.arange(e - s), bank.steps[k], rewards[k]) for k, (s, e) in enumerate(zip(starts, ends))
-        ]
+        per_step, _, _ = store_step_rewards(reward, store, camera, batch_size)
     return np.array([float(r.sum()) for r in per_step]), per_step

@@ -153,3 +153,22 @@ def episode_record(steps: dict, features: dict[str, Feature], instruction: int, 
             raise ValueError(f"{key}: expected shape {(length, *feature.shape)}, got {value.shape}")
         record[key] = value.astype(feature.dtype, copy=False)
     return record
+
+
+def encode_language(steps: dict, features: dict[str, Feature], vocabularies: dict[str, list[str]]) -> dict:
+    """``steps`` with every per-step language feature but the instruction (stage captions: strings) replaced by
+    codes into its vocabulary, which grows in place (it is saved with the commit record)."""
+    steps = dict(steps)
+    for key, feature in features.items():
+        if feature.kind != "language" or key == "language_instruction" or key not in steps:
+            continue
+        vocabulary = vocabularies.setdefault(key, [])
+        codes = []
+        for text in np.asarray(steps[key]).reshape(-1).tolist():
+            if not isinstance(text, str):
+                raise ValueError(f"{key}: per-step strings expected, got {type(text).__name__}")
+            if text not in vocabulary:
+                vocabulary.append(text)
+            codes.append(vocabulary.index(text))
+        steps[key] = np.asarray(codes, dtype=np.int32)
+    return steps

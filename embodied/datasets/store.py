@@ -38,6 +38,7 @@ from embodied.datasets.layout import (  # noqa: F401 (StorageConfig: re-exported
     STATS_KINDS,
     StorageConfig,
     check_stats,
+    encode_language,
     episode_record,
     validate_layout,
     write_empty,
@@ -257,10 +258,9 @@ class EpisodeStore:
         ends = self.episode_ends
         start, stop = (int(ends[index - 1]) if index else 0), int(ends[index])
         out = {key: self.read(key, start, stop) for key in (keys or self.features)}
-        for key in list(out):
-            if self.features[key].kind == "language":
-                vocabulary = self.vocabulary(key)
-                out[key] = [vocabulary[i] for i in out[key]]
+        for key in [k for k in out if self.features[k].kind == "language"]:
+            vocabulary = self.vocabulary(key)
+            out[key] = [vocabulary[i] for i in out[key]]
         return out
 
     def check_stats(self) -> None:
@@ -319,18 +319,7 @@ class EpisodeStore:
         if self.mode != "a":
             raise StoreError(f"{self.path} is open read-only")
         instruction = self._intern("instructions", language_instruction)
-        steps = dict(steps)
-        for key, feature in self.features.items():  # per-step strings (captions) -> codes into their vocabulary
-            if feature.kind == "language" and key != "language_instruction" and key in steps:
-                vocabulary = self._attrs.setdefault("vocabularies", {}).setdefault(key, [])
-                codes = []
-                for text in np.asarray(steps[key]).reshape(-1).tolist():
-                    if not isinstance(text, str):
-                        raise ValueError(f"{key}: per-step strings expected, got {type(text).__name__}")
-                    if text not in vocabulary:
-                        vocabulary.append(text)
-                    codes.append(vocabulary.index(text))
-                steps[key] = np.asarray(codes, dtype=np.int32)
+        steps = encode_language(steps, self.features, self._attrs.setdefault("vocabularies", {}))
         record = episode_record(steps, self.features, instruction, terminated)
         length = len(record["action"])
 

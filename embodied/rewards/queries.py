@@ -102,6 +102,21 @@ def episode_rewards(model, bank: EpisodeBank, episodes, batch_size: int = 32) ->
     return out
 
 
+def store_step_rewards(model, store, camera: str, batch_size: int = 32, progress: bool = False):
+    """Every episode of ``store`` scored by ``model`` through ``camera``: (per-step rewards of each episode, the
+    matched frames' rewards linearly interpolated to every step; the bank; the matched frames' rewards)."""
+    episodes = np.arange(store.n_episodes)
+    bank = EpisodeBank(store, camera, model.config.frame_stride, episodes, "load episodes" if progress else None)
+    if model.caches_features:
+        bank.encode(model, "encode frames" if progress else None)
+    rewards = episode_rewards(model, bank, episodes, batch_size)
+    ends = store.episode_ends
+    starts = np.concatenate([[0], ends[:-1]])
+    per_step = [np.interp(np.arange(end - start), bank.steps[e], rewards[e])
+                for e, (start, end) in enumerate(zip(starts, ends))]  # fmt: skip
+    return per_step, bank, rewards
+
+
 def preference_accuracy(returns: dict[int, float], prefs: Preferences) -> float:
     """The fraction of strictly ordered episode pairs in ``prefs`` whose returns order them the same way."""
     right = total = 0

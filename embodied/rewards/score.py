@@ -52,7 +52,7 @@ def score(job: ScoreConfig) -> Path:
     """Scores every episode; returns the output directory."""
     from embodied.datasets.store import EpisodeStore
     from embodied.rewards.checkpoint import load_reward
-    from embodied.rewards.queries import EpisodeBank, episode_rewards, reward_correlations
+    from embodied.rewards.queries import reward_correlations, store_step_rewards
     from embodied.runtime import resolve_device
 
     if not job.checkpoint or not job.dataset:
@@ -65,15 +65,10 @@ def score(job: ScoreConfig) -> Path:
     if tuple(store.features[camera].shape) != tuple(info["image_shape"]):
         raise ValueError(f"{job.dataset}: {camera} is {store.features[camera].shape}, the reward reads "
                          f"{tuple(info['image_shape'])}")  # fmt: skip
-    episodes = np.arange(store.n_episodes)
-    bank = EpisodeBank(store, camera, model.config.frame_stride, episodes, "load episodes" if job.progress else None)
-    if model.caches_features:
-        bank.encode(model, "encode frames" if job.progress else None)
-    rewards = episode_rewards(model, bank, episodes, job.batch_size)
+    steps, bank, rewards = store_step_rewards(model, store, camera, job.batch_size, job.progress)
+    per_step = np.concatenate(steps).astype(np.float32)
     ends = store.episode_ends
     starts = np.concatenate([[0], ends[:-1]])
-    per_step = np.concatenate([np.interp(np.arange(end - start), bank.steps[e], rewards[e])
-                               for e, (start, end) in enumerate(zip(starts, ends))]).astype(np.float32)  # fmt: skip
     out = Path(job.out) if job.out else default_out(job.dataset, job.checkpoint, model.config.method)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "rewards.npz", rewards=per_step, episode_ends=ends)
