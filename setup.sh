@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # MuJoCo renders headless through EGL (libegl1 + Mesa) or OSMesa (libosmesa6); the labelling page's tests drive
-# Debian's chromium headless.
-packages=(libegl1 libgl1 libgl1-mesa-dri libosmesa6 chromium)
+# Debian's chromium headless; `embodied ros` uses ROS 1 from Debian (rospy, rosmaster and the message packages).
+packages=(libegl1 libgl1 libgl1-mesa-dri libosmesa6 chromium python3-rospy python3-rosmaster python3-sensor-msgs
+          python3-geometry-msgs python3-std-msgs)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -29,4 +30,16 @@ python3 -m venv .venv
 # 50 tasks). So it goes in without its pins; its real dependencies (gymnasium, numpy, scipy, imageio, packaging)
 # are ours, in pyproject.toml. `pip check` reports the pin; nothing else does.
 .venv/bin/python -m pip install -q --no-deps "metaworld==3.1.1"
+# ROS 1's Python packages live in Debian's dist-packages; the virtualenv sees only them (symlinks in .venv/ros-site,
+# one .pth line), not the rest of Debian's Python packages, so pip keeps managing everything else.
+ros_dir=/usr/lib/python3/dist-packages
+if [ -d "$ros_dir/rospy" ]; then
+  mkdir -p .venv/ros-site
+  for m in rospy rosgraph rosgraph_msgs roslib rospkg catkin catkin_pkg genmsg genpy rosparam roscpp std_msgs \
+           sensor_msgs geometry_msgs; do
+    if [ -e "$ros_dir/$m" ]; then ln -sfn "$ros_dir/$m" ".venv/ros-site/$m"; fi
+  done
+  site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  echo "$(pwd)/.venv/ros-site" > "$site/embodied-ros.pth"
+fi
 echo "setup.sh: ready; activate with: source .venv/bin/activate"

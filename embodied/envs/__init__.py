@@ -17,7 +17,7 @@ from typing import Any
 
 from embodied.envs.base import EVAL_SEED_OFFSET, Env, EnvConfig
 from embodied.envs.franka.config import FrankaConfig, ShiftedFrankaConfig
-from embodied.envs.metaworld.config import MetaWorldConfig
+from embodied.envs.metaworld.config import MetaWorldConfig, ShiftedMetaWorldConfig
 from embodied.registry import Registry
 
 ENVS: Registry[Callable[[Any], Any]] = Registry("env")
@@ -68,6 +68,8 @@ ENVS.register("franka_shifted", config=ShiftedFrankaConfig)(_franka)  # the same
 EXPERTS.register("franka_shifted")(_franka_expert)
 ENVS.register("metaworld", config=MetaWorldConfig)(_metaworld)
 EXPERTS.register("metaworld")(_metaworld_expert)
+ENVS.register("metaworld_shifted", config=ShiftedMetaWorldConfig)(_metaworld)  # Meta-World in another look
+EXPERTS.register("metaworld_shifted")(_metaworld_expert)
 
 
 def env_config(cfg: Any):

@@ -56,6 +56,8 @@ for _name, _job in {
     "reward align": Job(
         "reward_align", "reward_align", ("encoder",), "learn a visual reward from preferences (RAPL, RLHF, frozen OT)"
     ),
+    "serve": Job("serve", "serve", (), "a checkpoint for robot clients: openpi websocket, OpenVLA REST", run_dir=False),
+    "ros": Job("ros", "ros", (), "a policy driving a robot over ROS, with watchdog, e-stop and limits", run_dir=False),
     "reward score": Job(
         "reward_score", "reward_score", (), "per-step learned rewards for a store's episodes", run_dir=False
     ),

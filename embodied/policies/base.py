@@ -121,6 +121,11 @@ class Policy(nn.Module):
     # observation keys passed to the policy when an observation holds them (a user's goal image), else left out
     optional_obs_keys: tuple[str, ...] = ()
 
+    @property
+    def reads_instruction(self) -> bool:
+        """Whether each observation must carry its language instruction (the VLA; FiLM-conditioned policies)."""
+        return getattr(self, "instruction_film", None) is not None
+
     # ------------------------------------------------------------------ shared behaviour
     @property
     def device(self) -> torch.device:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from embodied.encoders import make_encoder
-from embodied.features import Feature, camera_name
+from embodied.features import INSTRUCTION, Feature, camera_name
 from embodied.policies.base import Policy, feature_key
 from embodied.policies.config import PolicyConfig
 
@@ -34,6 +34,14 @@ class CameraPolicy(Policy):
         self.encoders = build_camera_encoders(
             self.image_keys, config.encoder, config.share_encoder, self.saved_encoder_configs
         )
+        self.instruction_film = None
+        if getattr(config, "film_instruction", False):  # Lang4Sim2Real's FiLM on the (domain-prefixed) instruction
+            from embodied.policies.film import InstructionFiLM
+
+            if not self.image_keys:
+                raise ValueError("policy.film_instruction=true conditions camera features: the policy has no camera")
+            width = sum(self.camera_encoder(k).pooled_dim for k in self.image_keys)
+            self.instruction_film = InstructionFiLM(width, getattr(config, "text_encoder", None))
 
     def camera_encoder(self, key: str):
         """The encoder that reads camera ``key`` (``images/<camera>``)."""
@@ -60,6 +68,8 @@ class CameraPolicy(Policy):
             batch, steps = images.shape[:2]
             pooled = self.camera_encoder(key)(images.flatten(0, 1)).pooled
             parts.append(pooled.view(batch, steps, -1))
+        if self.instruction_film is not None:
+            parts = [self.instruction_film(torch.cat(parts, -1), obs.get(INSTRUCTION))]
         parts += [obs[key] for key in self.lowdim_keys]
         return torch.cat(parts, -1)
 

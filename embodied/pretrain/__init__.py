@@ -6,6 +6,7 @@ A new objective plugs in with a subclass of :class:`~embodied.pretrain.objective
 
 from __future__ import annotations
 
+from embodied.pretrain.domain_alignment import MMDObjective
 from embodied.pretrain.language import LangDistObjective, LangRegObjective, StageClassifyObjective
 from embodied.pretrain.mae import MAEObjective
 from embodied.pretrain.objective import Objective
@@ -21,5 +22,7 @@ OBJECTIVES.register("time_contrastive")(TimeContrastiveObjective)
 OBJECTIVES.register("lang_reg")(LangRegObjective)
 OBJECTIVES.register("lang_dist")(LangDistObjective)
 OBJECTIVES.register("stage_classify")(StageClassifyObjective)
+# the domain-adaptation baseline: stage classification + MMD between the domains' features (no language)
+OBJECTIVES.register("mmd")(MMDObjective)
 
 __all__ = ["OBJECTIVES", "MAEObjective", "Objective", "TOVVICRegObjective", "TimeContrastiveObjective"]

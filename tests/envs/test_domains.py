@@ -7,8 +7,8 @@ import pytest
 
 from embodied.datasets.store import EpisodeStore
 from embodied.envs import make_env
+from embodied.envs.domains import DOMAINS
 from embodied.envs.franka.config import FrankaConfig, ShiftedFrankaConfig
-from embodied.envs.franka.domains import DOMAINS
 from embodied.evaluation.collection import CollectConfig, collect
 from embodied.features import CAPTION
 
@@ -31,6 +31,26 @@ def test_every_domain_gives_the_same_states_for_the_same_actions_and_other_pixel
                 assert difference == 0  # robosuite's own look is env=franka's
             else:
                 assert difference > 10, config.domain
+    finally:
+        for env in envs:
+            env.close()
+
+
+def test_metaworld_shifted_keeps_the_physics_and_changes_the_pixels():
+    from embodied.envs.metaworld.config import MetaWorldConfig, ShiftedMetaWorldConfig
+
+    configs = [MetaWorldConfig(task="pick-place-v3", image_size=32, instruction_prefix="source domain: "),
+               ShiftedMetaWorldConfig(task="pick-place-v3", image_size=32, domain="dark")]  # fmt: skip
+    envs = [make_env(c) for c in configs]
+    try:
+        obs = [env.reset(seed=3)[0] for env in envs]
+        for action in np.random.default_rng(0).uniform(-1, 1, (8, 4)).astype(np.float32):
+            obs = [env.step(action)[0] for env in envs]
+            np.testing.assert_array_equal(obs[1]["state"], obs[0]["state"])
+            np.testing.assert_array_equal(obs[1]["proprio"], obs[0]["proprio"])
+        assert np.abs(obs[1]["images/corner"].astype(int) - obs[0]["images/corner"]).mean() > 10
+        assert obs[0]["language_instruction"].startswith("source domain: ")
+        assert not obs[1]["language_instruction"].startswith("source domain")
     finally:
         for env in envs:
             env.close()

@@ -24,10 +24,11 @@ TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
 @pytest.fixture(scope="module")
 def two_domains(tmp_path_factory):
     root = tmp_path_factory.mktemp("domains")
-    source = collect(CollectConfig(env=FrankaConfig(image_size=32), episodes=3, out=str(root / "source.zarr"),
-                                   num_workers=0), root)  # fmt: skip
-    target = collect(CollectConfig(env=ShiftedFrankaConfig(image_size=32, domain="dark"), episodes=2,
-                                   out=str(root / "target.zarr"), num_workers=0, seed=100), root)  # fmt: skip
+    source = collect(CollectConfig(env=FrankaConfig(image_size=32, instruction_prefix="source domain: "),
+                                   episodes=3, out=str(root / "source.zarr"), num_workers=0), root)  # fmt: skip
+    target_env = ShiftedFrankaConfig(image_size=32, domain="dark", instruction_prefix="target domain: ")
+    target = collect(CollectConfig(env=target_env, episodes=2, out=str(root / "target.zarr"), num_workers=0,
+                                   seed=100), root)  # fmt: skip
     return source, target
 
 
@@ -55,7 +56,7 @@ def test_batches_mix_the_domains_and_lang_dist_pairs_across_them(two_domains):
     assert loss.item() > 0 and "mean_abs_error" in metrics
 
 
-@pytest.mark.parametrize("objective", ["lang_reg", "lang_dist", "stage_classify"])
+@pytest.mark.parametrize("objective", ["lang_reg", "lang_dist", "stage_classify", "mmd"])
 def test_language_objectives_lower_their_loss_on_two_domains(two_domains, tmp_path, objective):
     batch = OBJECTIVES.get(objective).tiny_batch_size
     job = PretrainConfig(policy={"encoder": {"name": "vit", "model": TINY_VIT}}, objective=objective,
@@ -65,6 +66,21 @@ def test_language_objectives_lower_their_loss_on_two_domains(two_domains, tmp_pa
     pretrain(job, tmp_path)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert np.mean(losses[-6:]) < np.mean(losses[:6])
+
+
+def test_mmd_measures_how_far_apart_two_samples_are():
+    import torch
+
+    from embodied.pretrain.domain_alignment import mmd2
+
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
+    assert abs(mmd2(x, x).item()) < 1e-6
+    near, far = mmd2(x, y).item(), mmd2(x, y + 2.0).item()
+    assert 0 < near < far  # two draws of one distribution are closer than a shifted one
+    shifted = (y + 2.0).requires_grad_()
+    mmd2(x, shifted).backward()
+    assert (shifted.grad.mean(0) > 0).all()  # the gradient pulls the shifted sample back toward x
 
 
 def test_a_language_pretrained_encoder_trains_bc_on_source_and_target_and_runs_in_the_target(two_domains, tmp_path):
@@ -86,3 +102,40 @@ def test_a_language_pretrained_encoder_trains_bc_on_source_and_target_and_runs_i
     assert evaluation["step"] == 3
     result = json.loads((run / "eval" / "step_0000003" / "results.json").read_text())
     assert result["env"]["name"] == "franka_shifted" and result["env"]["domain"] == "dark"  # the target domain
+
+
+def test_film_on_the_domain_prefixed_instruction_trains_saves_and_reloads(two_domains, tmp_path):
+    import torch
+
+    from embodied.policies import load_policy
+    from embodied.policies.bc import BCConfig
+    from embodied.policies.film import InstructionFiLM
+    from embodied.training.fit_policy import TrainConfig, train
+
+    film = InstructionFiLM(6)
+    x = torch.randn(2, 1, 6)
+    assert torch.equal(film(x, ["source domain: lift", "target domain: lift"]), x)  # starts as the identity
+    with pytest.raises(KeyError, match="film_instruction"):
+        film(x, None)
+    stores = [EpisodeStore(p) for p in two_domains]
+    assert stores[0].instructions == ["source domain: lift the red cube"]  # the env's prefix reached the store
+    assert stores[1].instructions == ["target domain: lift the red cube"]
+    policy = BCConfig.tiny()
+    policy.film_instruction = True
+    run = tmp_path / "bc"
+    checkpoint = train(TrainConfig(policy=policy, dataset=[str(p) for p in two_domains], steps=20, batch_size=8,
+                                   run_dir=str(run), progress=False), run)  # fmt: skip
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / "model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert "instruction_film.affine.weight" in keys
+    assert not any("_text" in k or "sentence" in k.lower() for k in keys)  # the frozen text encoder is not saved
+    model = load_policy(checkpoint)
+    episode = stores[1].episode(0)
+    obs = {"images/agentview": episode["images/agentview"][:1], "proprio": episode["proprio"][:1]}
+    target = model.predict_action({**obs, "language_instruction": ["target domain: lift the red cube"]})
+    source = model.predict_action({**obs, "language_instruction": ["source domain: lift the red cube"]})
+    assert not torch.allclose(target, source)  # the prefix tells the policy its domain
+    with pytest.raises(KeyError, match="film_instruction"):
+        model.predict_action(obs)

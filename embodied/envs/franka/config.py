@@ -27,6 +27,9 @@ class FrankaConfig(EnvConfig):
     render_size: int = 256  # frames returned by render(), for videos
     video_camera: str = "agentview"  # the camera of render() frames (videos)
     render: RenderConfig = field(default_factory=RenderConfig)  # renderer settings (cameras and videos)
+    # put before the task's instruction, e.g. "target domain: " (Lang4Sim2Real's domain prefix, for policies that
+    # condition on the instruction: the words tell them which domain they are in)
+    instruction_prefix: str = ""
 
     CHECKS: ClassVar = {
         "obs_mode": one_of("image", "state"), "cameras": non_empty(), "image_size": at_least(8),
@@ -55,7 +58,7 @@ class FrankaConfig(EnvConfig):
 
 @dataclass
 class ShiftedFrankaConfig(FrankaConfig):
-    """``env=franka_shifted``: the franka env in another visual domain (:mod:`embodied.envs.franka.domains`): other
+    """``env=franka_shifted``: the franka env in another visual domain (:mod:`embodied.envs.domains`): other
     colours, light and camera poses, the same physics, so the same actions give the same states as ``env=franka``."""
 
     name: str = "franka_shifted"
@@ -69,8 +72,6 @@ class ShiftedFrankaConfig(FrankaConfig):
 
     def visual_domain(self):
         """The domain this env renders: the preset with ``look`` applied."""
-        from embodied.envs.franka.domains import DOMAINS
+        from embodied.envs.domains import resolve_domain
 
-        if self.domain not in DOMAINS:
-            raise ValueError(f"env.domain={self.domain!r}: must be one of {', '.join(DOMAINS.names())}")
-        return DOMAINS.get(self.domain).with_changes(dict(self.look))
+        return resolve_domain(self.domain, self.look)

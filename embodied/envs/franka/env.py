@@ -187,7 +187,7 @@ class FrankaEnv(Env):
         if hasattr(self.config, "visual_domain"):  # env=franka_shifted
             from functools import partial
 
-            from embodied.envs.franka.domains import DomainView, apply_domain
+            from embodied.envs.domains import DomainView, apply_domain
 
             domain = self.config.visual_domain()
             restyle, view = partial(apply_domain, domain=domain), DomainView(domain)
@@ -207,5 +207,5 @@ class FrankaEnv(Env):
         obs["state"] = raw["object-state"].astype(np.float32)
         if self.task.preference:
             obs[PREFERENCE_COST] = np.float32(self._preference_cost(raw["robot0_eef_pos"]))
-        obs[INSTRUCTION] = self.task.instruction
+        obs[INSTRUCTION] = self.config.instruction_prefix + self.task.instruction
         return obs

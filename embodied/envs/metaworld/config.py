@@ -43,6 +43,7 @@ class MetaWorldConfig(EnvConfig):
     render_size: int = 256  # frames returned by render(), for videos
     video_camera: str = "corner"  # the camera of render() frames (videos)
     render: RenderConfig = field(default_factory=RenderConfig)  # renderer settings (cameras and videos)
+    instruction_prefix: str = ""  # put before the task's instruction (a domain prefix, as for env=franka)
 
     CHECKS: ClassVar = {
         "suite": Rule("mt10, mt50 or v3 task names joined by +", lambda v: v is None or _suite(v) is not None),
@@ -74,6 +75,27 @@ class MetaWorldConfig(EnvConfig):
     def tiny(cls) -> MetaWorldConfig:
         """A small instance for contract tests: reach, one 32 px camera, 20-step episodes."""
         return cls(task="reach-v3", image_size=32, max_episode_steps=20)
+
+
+@dataclass
+class ShiftedMetaWorldConfig(MetaWorldConfig):
+    """``env=metaworld_shifted``: Meta-World in another visual domain (:mod:`embodied.envs.domains`; the same presets
+    as ``env=franka_shifted``): other colours, light and camera poses, the same physics and states."""
+
+    name: str = "metaworld_shifted"
+    physics: ClassVar[str | None] = "metaworld"
+    domain: str = "warm"  # a registered look: warm | dark | bright | source (Meta-World's own)
+    look: dict = field(default_factory=dict)  # fields of the domain to change, e.g. {camera_yaw: 8}
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.visual_domain()  # unknown domain or look fields fail here, when the config is read
+
+    def visual_domain(self):
+        """The domain this env renders: the preset with ``look`` applied."""
+        from embodied.envs.domains import resolve_domain
+
+        return resolve_domain(self.domain, self.look)
 
 
 def _suite(suite: str) -> list[str] | None:

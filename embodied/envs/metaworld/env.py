@@ -193,7 +193,16 @@ class MetaWorldEnv(Env):
     def _new_renderer(self, size: int):
         from embodied.envs.render import CameraRenderer
 
-        return CameraRenderer(self._sim.model, self._sim.data, size, size, self.config.render, VISUAL_GROUPS)
+        restyle = view = None
+        if hasattr(self.config, "visual_domain"):  # env=metaworld_shifted
+            from functools import partial
+
+            from embodied.envs.domains import METAWORLD_PARTS, DomainView, apply_domain
+
+            domain = self.config.visual_domain()
+            restyle, view = partial(apply_domain, domain=domain, parts=METAWORLD_PARTS), DomainView(domain)
+        return CameraRenderer(self._sim.model, self._sim.data, size, size, self.config.render, VISUAL_GROUPS,
+                              restyle=restyle, scene_hook=view)  # fmt: skip
 
     def _observation(self, raw: np.ndarray) -> dict:
         obs: dict = {}
@@ -206,5 +215,5 @@ class MetaWorldEnv(Env):
         obs["state"] = raw.astype(np.float32)
         if self.config.preference:
             obs[PREFERENCE_COST] = np.float32(PREFERENCES[self.config.preference].cost(raw[:3]))
-        obs[INSTRUCTION] = INSTRUCTIONS[self.config.task]
+        obs[INSTRUCTION] = self.config.instruction_prefix + INSTRUCTIONS[self.config.task]
         return obs

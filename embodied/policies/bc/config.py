@@ -21,6 +21,9 @@ class BCConfig(PolicyConfig):
     hidden_dims: list[int] = field(default_factory=lambda: [512, 512])  # MLP widths, input to output
     dropout: float = 0.0  # after each hidden layer
     loss: str = "l1"  # l1 | mse (L1 follows ACT: robust to multi-modal demonstrations)
+    # FiLM the camera features on the instruction's sentence embedding (Lang4Sim2Real; embodied.policies.film)
+    film_instruction: bool = False
+    text_encoder: Any = None  # the sentence encoder of film_instruction (null: all-MiniLM-L6-v2, offline)
 
     CHECKS: ClassVar = {
         **PolicyConfig.CHECKS, "hidden_dims": non_empty(), "dropout": between(0, 1, high_inclusive=False),

@@ -45,6 +45,8 @@ class DiffusionConfig(PolicyConfig):
     )
     encoder: Any = None  # validated by the encoder's own schema; null: PAPER_ENCODER
     share_encoder: bool = False  # one encoder for all cameras instead of one each
+    film_instruction: bool = False  # FiLM the camera features on the instruction (Lang4Sim2Real; policies.film)
+    text_encoder: Any = None  # the sentence encoder of film_instruction (null: all-MiniLM-L6-v2, offline)
     denoiser: str = "unet"  # unet | transformer
     down_dims: list[int] = field(default_factory=lambda: [512, 1024, 2048])  # unet
     kernel_size: int = 5  # unet

@@ -57,6 +57,7 @@ class VLAPolicy(CameraPolicy):
     """See the module docstring; built from ``(config, features, stats)`` like every policy."""
 
     reads_pooled_features = False  # the LM reads every patch token, not the cached pooled vector
+    reads_instruction = True  # the prompt is built from it
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""Visual domains of the franka env: the same scene, physics and states, rendered differently (``env=franka_shifted``).
+"""Visual domains: the same scene, physics and states, rendered differently (``env=franka_shifted``,
+``env=metaworld_shifted``).
 
 Lang4Sim2Real (Yu et al., RSS 2024) bridges two visually different domains whose dynamics agree. Here a domain is
 a :class:`VisualDomain`: colours of the table, floor, walls and robot, the light, and the cameras' poses. It is
@@ -59,36 +60,60 @@ DOMAINS.register("bright")(VisualDomain(
     light_diffuse=(1.0, 1.0, 1.0), headlight=0.6, camera_offset=(-0.04, -0.06, 0.0), camera_yaw=-5.0,
 ))  # fmt: skip
 
-_TABLE_MATERIALS = ("table_ceramic", "table_legs_metal", "table_mat")
-_FLOOR_MATERIALS = ("floorplane",)
-_WALL_MATERIALS = ("walls_mat",)
-_ROBOT_PREFIXES = ("robot0_", "gripper0_")
+
+@dataclass(frozen=True)
+class SceneParts:
+    """Which parts of an env family's MuJoCo model a domain recolours, by name."""
+
+    table: tuple[str, ...]  # materials of the table
+    floor: tuple[str, ...]  # materials of the floor
+    walls: tuple[str, ...]  # materials of the walls
+    robot: tuple[str, ...]  # prefixes of the robot's material, geom or body names (its colours are tinted)
 
 
-def apply_domain(model, domain: VisualDomain) -> None:
+FRANKA_PARTS = SceneParts(table=("table_ceramic", "table_legs_metal", "table_mat"), floor=("floorplane",),
+                          walls=("walls_mat",), robot=("robot0_", "gripper0_"))  # fmt: skip
+METAWORLD_PARTS = SceneParts(table=("table_wood", "table_col"), floor=("basic_floor",), walls=("wall_metal",),
+                             robot=("right_", "hand", "rightclaw", "rightpad", "leftclaw", "leftpad", "base",
+                                    "pedestal", "torso", "head", "screen", "controller_box"))  # fmt: skip
+
+
+def resolve_domain(domain: str, look: dict) -> VisualDomain:
+    """The registered preset ``domain`` with ``look``'s fields changed (the envs' ``visual_domain()``)."""
+    if domain not in DOMAINS:
+        raise ValueError(f"env.domain={domain!r}: must be one of {', '.join(DOMAINS.names())}")
+    return DOMAINS.get(domain).with_changes(dict(look))
+
+
+def apply_domain(model, domain: VisualDomain, parts: SceneParts = FRANKA_PARTS) -> None:
     """Restyles ``model`` (a render model: never the simulated one) in place: colours and light strength (poses are
     :class:`DomainView`'s)."""
     import mujoco
 
+    def name(kind, index: int) -> str:
+        return mujoco.mj_id2name(model, kind, index) or ""
+
     def material(name: str) -> int:
         return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, name)
 
-    for names, rgba in ((_TABLE_MATERIALS, domain.table), (_FLOOR_MATERIALS, domain.floor),
-                        (_WALL_MATERIALS, domain.walls)):  # fmt: skip
+    for names, rgba in ((parts.table, domain.table), (parts.floor, domain.floor), (parts.walls, domain.walls)):
         if rgba is None:
             continue
-        for name in names:
-            m = material(name)
+        for name_ in names:
+            m = material(name_)
             if m >= 0:
                 model.mat_rgba[m] = rgba
                 model.mat_texid[m] = -1  # a plain colour, even when textures are drawn
     if domain.robot_tint is not None:
         tint = np.asarray(domain.robot_tint[:3])
+        robot = parts.robot
         for m in range(model.nmat):
-            if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_MATERIAL, m) or "").startswith(_ROBOT_PREFIXES):
+            if name(mujoco.mjtObj.mjOBJ_MATERIAL, m).startswith(robot):
                 model.mat_rgba[m, :3] *= tint
         for g in range(model.ngeom):
-            if (mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g) or "").startswith(_ROBOT_PREFIXES):
+            if name(mujoco.mjtObj.mjOBJ_GEOM, g).startswith(robot) or (
+                model.geom_matid[g] < 0 and name(mujoco.mjtObj.mjOBJ_BODY, model.geom_bodyid[g]).startswith(robot)
+            ):
                 model.geom_rgba[g, :3] *= tint
     if domain.light_diffuse is not None:
         model.light_diffuse[:] = domain.light_diffuse[:3]
