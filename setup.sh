@@ -39,6 +39,9 @@ if [ -d "$ros_dir/rospy" ]; then
            sensor_msgs geometry_msgs; do
     if [ -e "$ros_dir/$m" ]; then ln -sfn "$ros_dir/$m" ".venv/ros-site/$m"; fi
   done
+  # rosgraph's local-address lookup uses netifaces (a C extension: linked only when built for this Python)
+  tag=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+  if [ -e "$ros_dir/netifaces$tag" ]; then ln -sfn "$ros_dir/netifaces$tag" ".venv/ros-site/netifaces$tag"; fi
   site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   echo "$(pwd)/.venv/ros-site" > "$site/embodied-ros.pth"
 fi

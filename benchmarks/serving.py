@@ -11,6 +11,11 @@ few steps (timing does not depend on the weights): ``tiny`` (BCConfig.tiny(): a 
   that calls ``predict_action`` directly (no checks, no batching);
 - REST: OpenVLA-style ``POST /act`` with json-numpy bodies (requests) against `embodied serve` and a minimal FastAPI
   endpoint doing the same;
+- ROS topic (when rospy and rosmaster are installed): a ``sensor_msgs/Image`` published by this process, received by
+  a node running the bridge's core (:class:`BridgeCore`: decode, watchdog, policy, safety) on each image, answered
+  by a ``geometry_msgs/Twist``; the bridge itself publishes at its control rate instead, so this is the cost one
+  observation adds on top of the control period. The core executes chunks: 7 of 8 images are answered from the
+  queue (the median), the 8th by a policy call (the p99 and most of the mean);
 - throughput: requests/s of N concurrent openpi clients, `embodied serve` with batching (max_batch 16, 2 ms) and
   without (max_batch 1).
 Prints markdown tables and writes ``<work>/serving.json``.
@@ -68,6 +73,81 @@ async def act(request: Request):
     return Response(json_numpy.dumps(chunk[0].numpy()), media_type="application/json")
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
+
+
+ROS_ECHO = """
+import sys, time, numpy as np, rospy
+from geometry_msgs.msg import Twist
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32MultiArray
+from embodied.serving.bridge import BridgeConfig, BridgeCore, image_from_message
+core = BridgeCore(BridgeConfig(checkpoint=sys.argv[1], stale_after_s=60.0))
+rospy.init_node("embodied_bench_echo")
+out = rospy.Publisher("/bench/twist", Twist, queue_size=10)
+def on_image(msg):
+    core.set_image("images/agentview", image_from_message(msg))
+    twist = Twist()
+    core.next_twist(twist, print)
+    out.publish(twist)
+rospy.Subscriber("/bench/state", Float32MultiArray, lambda m: core.set_state(m.data), queue_size=1)
+rospy.Subscriber("/bench/image", Image, on_image, queue_size=10)
+print("ready", flush=True)
+rospy.spin()
+"""
+
+
+def ros_latency(checkpoints: dict[str, Path], n: int) -> dict[str, dict]:
+    """Round trips image -> BridgeCore -> Twist over a real rosmaster, per checkpoint; empty without ROS."""
+    import os
+    import shutil
+
+    try:
+        import rospy
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32MultiArray
+    except ImportError:
+        return {}
+    if shutil.which("rosmaster") is None:
+        return {}
+    port = free_port()
+    os.environ.update(ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1")
+    master = start(["rosmaster", "--core", "-p", str(port)], port)
+    results = {}
+    try:
+        rospy.init_node("embodied_bench", anonymous=True, disable_signals=True)
+        replies = []
+        arrived = threading.Event()
+        rospy.Subscriber("/bench/twist", Twist, lambda m: (replies.append(time.perf_counter()), arrived.set()))
+        images = rospy.Publisher("/bench/image", Image, queue_size=10)
+        state = rospy.Publisher("/bench/state", Float32MultiArray, queue_size=1, latch=True)
+        state.publish(Float32MultiArray(data=[0.0] * 9))
+        frame = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8).tobytes()
+        for name, checkpoint in checkpoints.items():
+            echo = subprocess.Popen([sys.executable, "-c", ROS_ECHO, str(checkpoint)], stdout=subprocess.PIPE,
+                                    text=True)  # fmt: skip
+            try:
+                assert echo.stdout.readline().strip() == "ready"
+                while images.get_num_connections() == 0:
+                    time.sleep(0.05)
+                times = []
+                for i in range(n + 10):
+                    arrived.clear()
+                    sent = time.perf_counter()
+                    images.publish(Image(height=224, width=224, encoding="rgb8", step=672, data=frame))
+                    if arrived.wait(timeout=10) and i >= 10:  # the first images may come before the state
+                        times.append(replies[-1] - sent)
+                ms = 1000 * np.asarray(times)
+                results[name] = {"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
+                                 "mean_ms": float(ms.mean())}  # fmt: skip
+            finally:
+                echo.terminate()
+                echo.wait(timeout=30)
+            while images.get_num_connections() > 0:  # the next echo node starts on a quiet topic
+                time.sleep(0.05)
+    finally:
+        master.terminate()
+    return results
 
 
 def free_port() -> int:
@@ -133,7 +213,7 @@ def latencies(call, n: int) -> dict:
         call(obs[i % 8])
         times.append(time.perf_counter() - t)
     ms = 1000 * np.asarray(times)
-    return {"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99))}
+    return {"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 
 
 def ws_call(port: int):
@@ -161,9 +241,15 @@ def rest_call(port: int):
 
 
 def throughput(port: int, clients: int, seconds: float = 5.0) -> float:
-    calls = [ws_call(port) for _ in range(clients)]
+    from openpi_client.websocket_client_policy import WebsocketClientPolicy
+
+    connections = [WebsocketClientPolicy("127.0.0.1", port) for _ in range(clients)]
+    calls = [c.infer for c in connections]
     rng = np.random.default_rng(1)
     obs = observation(rng)
+    for call in calls:  # warm-up
+        for _ in range(3):
+            call(obs)
     counts = [0] * clients
     stop = time.perf_counter() + seconds
 
@@ -177,6 +263,8 @@ def throughput(port: int, clients: int, seconds: float = 5.0) -> float:
         t.start()
     for t in threads:
         t.join()
+    for c in connections:  # an idle open session would make batches wait for it
+        c._ws.close()
     return sum(counts) / seconds
 
 
@@ -212,6 +300,9 @@ def main() -> None:
                     process.terminate()
                     process.wait(timeout=30)
                 print(rows[-1], flush=True)
+    for name, ros in ros_latency(checkpoints, args.requests).items():
+        rows.append({"policy": name, "transport": "ROS topic", "server": "embodied ros core", **ros})
+        print(rows[-1], flush=True)
     for max_batch in (16, 1):
         port = free_port()
         process = ours(checkpoints["tiny"], port, max_batch)
@@ -226,11 +317,14 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    print("\n| policy | transport | server | median ms | p99 ms | ours / minimal (median) |\n|---|---|---|---|---|---|")
+    print("\n| policy | transport | server | median ms | p99 ms | mean ms | ours / minimal (median) |")
+    print("|---|---|---|---|---|---|---|")
     for i, r in enumerate(rows):
-        ratio = f"{r['median_ms'] / rows[i + 1]['median_ms']:.2f}" if r["server"] == "embodied serve" else ""
+        minimal = r["server"] == "embodied serve" and i + 1 < len(rows) and rows[i + 1]["server"] == "minimal"
+        ratio = f"{r['median_ms'] / rows[i + 1]['median_ms']:.2f}" if minimal else ""
         print(
-            f"| {r['policy']} | {r['transport']} | {r['server']} | {r['median_ms']:.2f} | {r['p99_ms']:.2f} | {ratio} |"
+            f"| {r['policy']} | {r['transport']} | {r['server']} | {r['median_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['mean_ms']:.2f} | {ratio} |"
         )
     print("\n| clients | requests/s, batching (max_batch 16) | requests/s, max_batch 1 | ratio |\n|---|---|---|---|")
     for clients in args.clients:

@@ -33,6 +33,10 @@ def test_vectors_match_mean_pooled_transformers_and_are_cached():
     assert torch.equal(again[0], vectors[0]) and len(encoder._cache) == 4
 
 
-def test_an_unreachable_model_is_named():
+def test_an_unreachable_model_is_named(monkeypatch):
+    import huggingface_hub.constants
+
+    # the hub's own offline mode (this machine has no network: without it the lookup waits ~70 s for timeouts)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(OSError, match="text_encoder.model='no-such/model-anywhere'"):
         make_text_encoder(TextEncoderConfig(model="no-such/model-anywhere"))
