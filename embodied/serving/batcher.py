@@ -104,11 +104,15 @@ class PolicyBatcher:
             if first is None:
                 return
             batch = self._gather(first)
-            groups: dict[str | None, list[Request]] = {}
-            for request in batch:
-                groups.setdefault(request.unnorm_key, []).append(request)
-            for unnorm_key, requests in groups.items():
-                self._answer(requests, unnorm_key)
+            try:
+                groups: dict[str | None, list[Request]] = {}
+                for request in batch:
+                    groups.setdefault(request.unnorm_key, []).append(request)
+                for unnorm_key, requests in groups.items():
+                    self._answer(requests, unnorm_key)
+            except Exception as error:  # noqa: BLE001 - the thread must outlive any request
+                for request in batch:
+                    _resolve(request.future, error=RequestError(f"the server failed: {error}", status=500))
 
     def _answer(self, requests: list[Request], unnorm_key: str | None) -> None:
         started = time.perf_counter()
@@ -119,13 +123,13 @@ class PolicyBatcher:
                 for request in requests:
                     self._answer([request], unnorm_key)
                 return
-            requests[0].future.set_exception(_as_request_error(requests[0]))
+            _resolve(requests[0].future, error=_as_request_error(requests[0]))
             return
         seconds = time.perf_counter() - started
         self.answered += len(requests)  # before the replies: a client that reads /metadata next sees its own
         for request, chunk in zip(requests, chunks):
-            request.future.set_result((chunk, {"queue_s": started - request.queued, "infer_s": seconds,
-                                               "batch": len(requests)}))  # fmt: skip
+            _resolve(request.future, (chunk, {"queue_s": started - request.queued, "infer_s": seconds,
+                                              "batch": len(requests)}))  # fmt: skip
 
     def _call(self, requests: list[Request], unnorm_key: str | None) -> np.ndarray:
         for request in [r for r in requests if not r.recorded]:
@@ -140,10 +144,23 @@ class PolicyBatcher:
             config.unnorm_key = unnorm_key
         try:
             self.calls += 1
-            return self.runner.chunks([r.stream for r in requests])
+            chunks = self.runner.chunks([r.stream for r in requests])
+            if len(chunks) != len(requests):
+                raise ValueError(f"the policy answered {len(chunks)} of {len(requests)} observations")
+            return chunks
         finally:
             if unnorm_key is not None:
                 config.unnorm_key = previous
+
+
+def _resolve(future: Future, result=None, error: Exception | None = None) -> None:
+    """Answers a request unless its client gave up on it (a cancelled future must not raise in this thread)."""
+    if future.done() or not future.set_running_or_notify_cancel():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _as_request_error(request: Request) -> Exception:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from embodied.configs.checks import at_least, one_of, positive
+from embodied.configs.checks import one_of, positive
 from embodied.features import INSTRUCTION
 
 
@@ -61,7 +61,7 @@ class BridgeConfig:
     ros_version: int = 1  # 1: rospy (tested on a real master); 2: rclpy (written, never run: see serving/ros2.py)
 
     CHECKS: ClassVar = {"ros_version": one_of(1, 2), "control_rate": positive(), "stale_after_s": positive(),
-                        "max_step_change": at_least(0)}  # fmt: skip
+                        "max_step_change": positive()}  # fmt: skip
 
 
 class SafetyFilter:
@@ -76,12 +76,12 @@ class SafetyFilter:
         self.workspace = np.asarray(config.workspace, dtype=np.float64) if config.workspace else None
         index = config.gripper_index
         self.gripper = index if index is not None and index < action_dim else None
-        self.zero = np.clip(np.zeros(action_dim, np.float32), self.low, self.high)
+        self.zero = np.zeros(action_dim, np.float32)  # stopping is zero motion, whatever the limits
         self.last = self.zero.copy()
 
     def __call__(self, action: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
-        command = np.clip(np.nan_to_num(np.asarray(action, np.float32), nan=0.0, posinf=0.0, neginf=0.0),
-                          self.low, self.high)  # fmt: skip
+        action = np.asarray(action, np.float32)
+        command = np.clip(np.where(np.isfinite(action), action, self.last), self.low, self.high)  # NaN: hold
         if self.max_change is not None:
             command = np.clip(command, self.last - self.max_change, self.last + self.max_change)
         if self.workspace is not None and position is not None:
@@ -192,6 +192,9 @@ class BridgeCore:
         obs[INSTRUCTION] = self.instruction
         raw = self._act(obs, self._episode_fresh)  # the policy's own key names: `embodied serve` takes them too
         self._episode_fresh = False
+        if self.estopped:  # engaged while the policy was thinking
+            self.stops += 1
+            return self.safety.stop()
         position = obs["proprio"][:3] if "proprio" in obs else None
         return self.safety(raw, position)
 

@@ -48,6 +48,9 @@ class RemotePolicy:
         for i in range(len(batch[self.obs_keys[0]])):
             obs = {}
             for key in self.obs_keys:
+                if isinstance(batch[key], list):  # the runner passes the instruction as one string per row
+                    obs[key] = str(batch[key][i])
+                    continue
                 value = batch[key][i, -1]
                 obs[key] = str(value) if isinstance(value, (str, np.str_)) else value
             reply = self.infer(obs)

@@ -102,9 +102,10 @@ class ObservationSpec:
         feature = self.features[key]
         if isinstance(value, (list, tuple)) and feature.kind != "image":
             try:
-                value = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise RequestError(f"{name!r} must be numbers, got a list of other things") from None
+                value = np.asarray(value)
+                value = value.astype(np.float64) if value.dtype.kind in "biuf" else value
+            except (TypeError, ValueError, OverflowError):
+                raise RequestError(f"{name!r} must be a list of numbers") from None
         if not isinstance(value, np.ndarray):
             raise RequestError(f"{name!r} must be an array, got {type(value).__name__}")
         if feature.kind == "image":

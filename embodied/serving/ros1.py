@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from embodied.serving.bridge import BridgeConfig, BridgeCore, image_from_message
 
@@ -29,9 +30,22 @@ def run_node(config: BridgeConfig, stop: threading.Event | None = None) -> Bridg
             "python3-sensor-msgs python3-geometry-msgs python3-std-msgs, then rerun ./setup.sh to link them"
         ) from None
     core = BridgeCore(config)
-    rospy.init_node(config.node_name, anonymous=False, disable_signals=stop is not None)
+    own_stop = stop is None
+    if own_stop:  # our own Ctrl-C / SIGTERM handling: rospy's closes the topics before the last zero command
+        import signal
+
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    rospy.init_node(config.node_name, anonymous=False, disable_signals=True)
     subscribers = [
-        rospy.Subscriber(topic, Image, lambda msg, key=key: core.set_image(key, image_from_message(msg)), queue_size=1)
+        rospy.Subscriber(
+            topic,
+            Image,
+            lambda msg, key=key: core.set_image(key, image_from_message(msg)),
+            queue_size=1,
+            buff_size=2**24,
+        )  # large enough for a frame: rospy's default backs images up (stale)
         for key, topic in config.image_topics.items()
     ]
     if config.state_topic:
@@ -46,7 +60,7 @@ def run_node(config: BridgeConfig, stop: threading.Event | None = None) -> Bridg
     rate = rospy.Rate(config.control_rate)
     rospy.loginfo(f"embodied ros: {config.node_name} publishing {config.twist_topic} at {config.control_rate} Hz")
     try:
-        while not rospy.is_shutdown() and not (stop is not None and stop.is_set()):
+        while not rospy.is_shutdown() and not stop.is_set():
             twist = Twist()
             gripper = core.next_twist(twist, rospy.logerr)
             twist_pub.publish(twist)
@@ -58,6 +72,9 @@ def run_node(config: BridgeConfig, stop: threading.Event | None = None) -> Bridg
                 break
     finally:
         twist_pub.publish(Twist())  # leave the robot still
+        time.sleep(0.2)  # let the zero command leave before the topics close
         for subscriber in subscribers:
             subscriber.unregister()
+        if own_stop:
+            rospy.signal_shutdown("embodied ros stopped")
     return core

@@ -134,13 +134,12 @@ def make_app(service: PolicyService):
         if not service.authorized(websocket.headers):
             await websocket.close(code=1008, reason="missing or wrong API key")
             return
-        await websocket.accept()
         try:
             stream = service.batcher.open_stream()
-        except RequestError as error:
-            await websocket.send_text(str(error))
-            await websocket.close(code=1013)
+        except RequestError:
+            await websocket.close(code=1013, reason="the server is at max_sessions")  # refused at the handshake
             return
+        await websocket.accept()
         first = True
         try:
             await websocket.send_bytes(packb(service.metadata))
@@ -193,6 +192,6 @@ def serve(config) -> None:
           f"OpenVLA REST http://{config.host}:{config.port}/act, /metadata, /healthz", flush=True)  # fmt: skip
     try:
         uvicorn.run(make_app(service), host=config.host, port=config.port, log_level="warning",
-                    ws_max_size=service.max_bytes + 1024, ws_ping_interval=None)  # fmt: skip
+                    ws_max_size=service.max_bytes + 1024, ws_ping_interval=20.0, ws_ping_timeout=20.0)  # fmt: skip
     finally:
         service.batcher.close()

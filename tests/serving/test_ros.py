@@ -148,3 +148,4 @@ def test_the_bridge_publishes_clipped_actions_stops_on_stale_images_and_honours_
         for s in subscriptions:
             s.unregister()
     assert code == 0, bridge.stdout.read()
+    _wait(lambda: received and np.abs(received[-1][1]).sum() == 0, "the zero command on shutdown", timeout=10)

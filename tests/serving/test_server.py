@@ -104,10 +104,14 @@ def test_the_real_openpi_client_gets_the_policys_actions(server, checkpoint):
     actions = [chunked.act(first if t == 0 else _observation(rng)) for t in range(8)]
     np.testing.assert_allclose(np.stack(actions), _expected(policy, first), atol=1e-6)
     assert _get(f"http://127.0.0.1:{port}/metadata", headers)["answered"] == before + 1
+    own_keys = ChunkedClient(client.infer)  # the policy's own key names, instruction included (as embodied ros sends)
+    own = {"images/agentview": first["observation/image"], "proprio": first["observation/state"],
+           "language_instruction": "lift the red cube"}  # fmt: skip
+    np.testing.assert_allclose(own_keys.act(own), _expected(policy, first)[0], atol=1e-6)
     ensembled = ChunkedClient(client.infer, temporal_ensemble=0.01)
     for _ in range(3):
         ensembled.act(_observation(rng))
-    assert _get(f"http://127.0.0.1:{port}/metadata", headers)["answered"] == before + 4
+    assert _get(f"http://127.0.0.1:{port}/metadata", headers)["answered"] == before + 5
 
 
 OPENVLA_CLIENT = """
@@ -226,7 +230,8 @@ def test_malformed_traffic_never_kills_the_server(server, checkpoint):
     # REST: malformed bodies get 4xx with a message
     codes = []
     for body in [b"{", b"[1, 2]", b'{"image": 3}', b'{"image": {"__numpy__": "!!", "dtype": "<u1", "shape": [2]}}',
-                 b'{"unnorm_key": 5}', b"\xff\xfe", b'"text"', b"x" * (2 * 2**20)]:  # fmt: skip
+                 b'{"unnorm_key": 5}', b"\xff\xfe", b'"text"', b'{"proprio": [' + b"9" * 400 + b"]}",
+                 b'{"proprio": ["1.5", "2"]}', b"x" * (2 * 2**20)]:  # fmt: skip
         request = urllib.request.Request(f"http://127.0.0.1:{port}/act", body, headers)
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(request, timeout=30)
