@@ -69,3 +69,15 @@ def check_config(config: Any, prefix: str = "") -> None:
             raise ConfigValueError(f"{prefix}{field.name}={value!r}: must be {rule.text}")
         if is_dataclass(value):
             check_config(value, f"{prefix}{field.name}.")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (the servers' ``host`` check: `embodied label`, `serve`)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -3,22 +3,10 @@ preference queries by watching rollouts side by side; each answer goes into the 
 
 from __future__ import annotations
 
-import ipaddress
-
-from embodied.configs.checks import ConfigValueError
+from embodied.configs.checks import ConfigValueError, is_loopback
 from embodied.labelling.queue import LabelConfig
 
 SCHEMA = LabelConfig
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only listens on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check(job: LabelConfig) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embodied.configs.checks import ConfigValueError
-from embodied.jobs.label import is_loopback
+from embodied.configs.checks import ConfigValueError, is_loopback
 from embodied.serving.config import ServeConfig
 
 SCHEMA = ServeConfig
@@ -21,6 +20,11 @@ def check(job: ServeConfig) -> None:
             f"host={job.host}: the policy server listens on loopback only; anyone who can reach {job.host} could "
             "send actions to your robot, so pass allow_remote=true (and set api_key) to mean it"
         )
+    import os
+
+    if not is_loopback(job.host) and not (job.api_key or os.environ.get("EMBODIED_API_KEY")):
+        raise ConfigValueError(f"host={job.host} with no api_key: set api_key= (or $EMBODIED_API_KEY) so only your "
+                               "clients can drive the robot")  # fmt: skip
 
 
 def run(job: ServeConfig, run_dir) -> None:
