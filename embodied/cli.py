@@ -12,10 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from embodied.training import distributed
+
 SUBCOMMANDS = ("reward",)  # commands whose first word picks the job: `embodied reward align ...`
 DATA_TOOLS = {
     "data info PATH [--verify]": "describe an episode store (schema, episodes, success, statistics)",
     "data recompute-stats PATH": "rebuild a store's statistics from its episodes",
+    "data merge OUT STORE...": "merge stores (shards) into one, refusing overlapping seeds",
 }
 
 
@@ -48,26 +51,49 @@ def start_job(command: str, overrides: list[str]):
     directory with the resolved ``config.yaml``. Returns (job module, config, run_dir or None)."""
     from omegaconf import OmegaConf
 
+    from embodied.configs.checks import ConfigValueError
     from embodied.jobs import JOBS
     from embodied.jobs.config import compose, validated
     from embodied.registry import load_plugins
 
     spec = JOBS.get(command)
+    if distributed.launched() and not spec.distributed:
+        raise ConfigValueError(
+            f"embodied {command} runs in one process; start it without torchrun (torchrun launches train, collect "
+            "and eval)"
+        )
     extra_paths = load_plugins(plugin_modules(overrides))
     module = spec.load()
     cfg = compose(spec.config_name, overrides, module.SCHEMA, spec.groups, extra_paths)
     job = validated(module.SCHEMA, cfg)
     if hasattr(module, "check"):
         module.check(job)
+    ctx = join_launch(job)
     run_dir = None
     if spec.run_dir:
         requested = getattr(job, "run_dir", None)
         name = spec.config_name
-        run_dir = Path(requested) if requested else Path("outputs") / name / time.strftime("%Y-%m-%d_%H-%M-%S")
+        stamp = distributed.broadcast(time.strftime("%Y-%m-%d_%H-%M-%S"))  # every rank: rank 0's directory
+        run_dir = Path(requested) if requested else Path("outputs") / name / stamp
         run_dir.mkdir(parents=True, exist_ok=True)
-        print(f"run directory: {run_dir.resolve()}", flush=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml")
+        if ctx.is_main:
+            print(f"run directory: {run_dir.resolve()}", flush=True)
+            OmegaConf.save(cfg, run_dir / "config.yaml")
     return module, job, run_dir
+
+
+def join_launch(job):
+    """Under torchrun: joins the process group (train, collect and eval spread their work over the ranks); the rank
+    exits when its torchrun agent dies (torchrun starts ranks in sessions of their own, so a killed launch would
+    otherwise leave them running).
+    Returns this process's :class:`~embodied.training.distributed.Context`."""
+    from embodied.processes import die_with_parent
+
+    if not distributed.launched():
+        return distributed.context()
+    die_with_parent(os.getppid())
+    timeout = getattr(getattr(job, "distributed", None), "timeout_minutes", 30.0)
+    return distributed.init(getattr(job, "device", "auto"), timeout)
 
 
 def print_help(command: str, overrides: list[str]) -> None:
@@ -118,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     with sigterm_raises():  # a cluster's SIGTERM saves work like Ctrl-C does
-        return _run(argv[0], argv[1:])
+        try:
+            return _run(argv[0], argv[1:])
+        finally:
+            distributed.shutdown()
 
 
 def _run(command: str, rest: list[str]) -> int:

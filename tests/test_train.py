@@ -18,8 +18,10 @@ from embodied.envs.franka.config import FrankaConfig
 from embodied.policies import POLICIES
 from embodied.policies.bc import BCConfig, BCPolicy
 from embodied.training import memory
+from embodied.training.distributed import Context
 from embodied.training.fit_policy import TrainConfig, build_policy, train
 from embodied.training.optim import EMAConfig
+from embodied.training.parallel import Parallel
 from embodied.training.sampler import StepBatchSampler
 from embodied.training.trainer import TrainingDiverged, accumulate_gradients
 
@@ -232,7 +234,8 @@ def test_micro_batches_accumulate_the_whole_batch_gradient(image_store, tmp_path
     grads = []
     for micro in (12, 5):  # one pass; passes of 5, 5 and 2
         policy.zero_grad()
-        loss, _ = accumulate_gradients(policy, batch, micro, torch.autocast("cpu", enabled=False))
+        loss, _ = accumulate_gradients(Parallel(policy, "none", Context()), batch, micro,
+                                       torch.autocast("cpu", enabled=False))  # fmt: skip
         grads.append((loss, [p.grad.clone() for p in policy.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
     for a, b in zip(grads[0][1], grads[1][1]):

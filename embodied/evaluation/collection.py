@@ -4,6 +4,11 @@ Episode k uses seed ``seed + k``; a store that already holds some seeds (an inte
 missing episodes are collected. Evaluation seeds come from a disjoint range (``EVAL_SEED_OFFSET``), so no
 evaluation scene was ever seen in training data. Each episode is committed as soon as it ends, so a killed
 collection keeps every finished episode.
+
+Under torchrun (``torchrun --nproc_per_node=N -m embodied.cli collect ...``, across nodes with a shared filesystem)
+rank r takes the seeds ``seed + k`` with ``k mod N = r`` and writes its own shard, ``<out>.shards/rank-R-of-N.zarr``
+(one writer per store); when every rank is done, rank 0 merges the shards into ``out`` (refusing overlapping seeds,
+see :mod:`embodied.datasets.merge`) and removes them. A killed launch resumes each shard, and the merge.
 """
 
 from __future__ import annotations
@@ -78,16 +83,51 @@ def collect(config: CollectConfig, run_dir: Path) -> Path:
     tasks = env_cfg.suite_tasks()
     if not tasks:
         _collect_task(config, env_cfg, out, f"collect {_task_name(env_cfg)}")
+        merge_shards([out])
         return out
     if config.per_task_stores:
         out = Path(config.out) if config.out else Path(run_dir) / "datasets"
-    rows = []
+    rows, paths = [], []
     for i, task in enumerate(tasks):
         path = out / f"{task}.zarr" if config.per_task_stores else out
+        paths.append(path)
         label = f"[{i + 1}/{len(tasks)}] {task}"
         rows.append((task, *_collect_task(config, env_cfg.for_task(task), path, label, suite_config=env_cfg)))
-    print(format_task_table(rows))
+    merge_shards(list(dict.fromkeys(paths)))
+    from embodied.training.distributed import all_gather, context
+
+    counts = all_gather([row[1:] for row in rows])  # every rank's attempts, summed per task
+    if context().is_main:
+        print(format_task_table([(row[0], *map(sum, zip(*(c[n] for c in counts)))) for n, row in enumerate(rows)]))
     return out
+
+
+def shard_path(out: Path, rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` of ``world_size`` writes its share of store ``out``."""
+    return out.parent / f"{out.name}.shards" / f"rank-{rank:03d}-of-{world_size:03d}.zarr"
+
+
+def merge_shards(paths: list[Path]) -> None:
+    """Under torchrun: once every rank is done, rank 0 merges each store's shards into it and removes them; the
+    other ranks wait, so every rank returns with the merged store in place. Nothing to do in one process."""
+    import shutil
+
+    from embodied.datasets.merge import merge_stores
+    from embodied.training.distributed import barrier, context
+
+    ctx = context()
+    if not ctx.distributed:
+        return
+    barrier()
+    if ctx.is_main:
+        for out in paths:
+            shards = [shard_path(out, r, ctx.world_size) for r in range(ctx.world_size)]
+            shards = [s for s in shards if (s / "zarr.json").exists()]
+            if shards:
+                added = merge_stores(out, shards)
+                print(f"merged {len(shards)} shards into {out} ({added} episodes added)", flush=True)
+                shutil.rmtree(shards[0].parent)
+    barrier()
 
 
 def format_task_table(rows: list[tuple[str, int, int]]) -> str:
@@ -111,27 +151,39 @@ def _collect_task(config: CollectConfig, env_cfg, out: Path, label: str, suite_c
     from tqdm.auto import tqdm
 
     from embodied.evaluation.rollout import ExpertDriven, rollout_in_workers
+    from embodied.training.distributed import context
 
     task = _task_name(env_cfg)
+    ctx = context()
+    merged, out = out, (shard_path(out, ctx.rank, ctx.world_size) if ctx.distributed else out)
+    rank, world = ctx.rank, ctx.world_size
     store = EpisodeStore.open(out, mode="a") if (out / "zarr.json").exists() else None
-    info = store.episode_info() if store else {"seed": [], "task": []}
-    done_seeds = {int(s) for s, t in zip(info["seed"], info["task"]) if t == task}
+    done_seeds = _seeds_of(store, task)
+    target = config.episodes
+    if ctx.distributed:  # this rank's share, counting what the merged store already holds of its seeds
+        target = config.episodes // world + (rank < config.episodes % world)
+        if (merged / "zarr.json").exists():
+            with EpisodeStore(merged) as whole:
+                done_seeds |= {s for s in _seeds_of(whole, task) if (s - config.seed) % world == rank}
     have = len(done_seeds)
-    if have >= config.episodes:
-        print(f"{out} already holds {have} episodes ({task}); nothing to collect")
-        store.close()
+    if have >= target:
+        if ctx.is_main:
+            print(f"{merged} already holds {have} episodes ({task}); nothing to collect")
+        if store is not None:
+            store.close()
         return 0, 0
     if have:
-        print(f"resuming {out}: {have} episodes present ({task}), collecting {config.episodes - have} more")
+        print(f"resuming {out}: {have} episodes present ({task}), collecting {target - have} more")
 
     def seeds():
         k = 0
         while True:
-            if config.seed + k not in done_seeds:
+            if k % world == rank and config.seed + k not in done_seeds:
                 yield config.seed + k
             k += 1
 
-    bar = tqdm(total=config.episodes, initial=have, desc=label, unit="ep")
+    bar = tqdm(total=target, initial=have, desc=label + (f" (rank {rank})" if ctx.distributed else ""), unit="ep",
+               position=rank)  # fmt: skip
     counts = {"attempts": 0, "successes": 0, "kept": have}
     opened = {"store": store}
 
@@ -164,24 +216,32 @@ def _collect_task(config: CollectConfig, env_cfg, out: Path, label: str, suite_c
             counts["kept"] += 1
             bar.update(1)
             _pause_for_tests(writer.n_episodes)
-        return counts["kept"] >= config.episodes
+        return counts["kept"] >= target
 
     try:
-        max_attempts = math.ceil((config.episodes - have) * config.max_attempts_factor)
+        max_attempts = math.ceil((target - have) * config.max_attempts_factor)
         rollout_in_workers(env_cfg, seeds(), keep, workers=config.num_workers,
                            wrappers=[partial(ExpertDriven, noise=config.expert_noise, style=config.expert_style,
                                            random_style=config.expert_random_style)], max_episodes=max_attempts,
                            record=True, on_env=open_store)  # fmt: skip
-        if counts["kept"] < config.episodes:
+        if counts["kept"] < target:
             raise RuntimeError(
                 f"{task}: the expert succeeded in {counts['successes']} of {counts['attempts']} attempts; stopped "
-                f"before reaching {config.episodes} episodes (raise max_attempts_factor or set keep_failed=true)"
+                f"before reaching {target} episodes (raise max_attempts_factor or set keep_failed=true)"
             )
     finally:
         bar.close()
         if opened["store"] is not None:
             opened["store"].close()
     return counts["successes"], counts["attempts"]
+
+
+def _seeds_of(store: EpisodeStore | None, task: str) -> set[int]:
+    """The seeds of ``task`` a store holds."""
+    if store is None:
+        return set()
+    info = store.episode_info()
+    return {int(s) for s, t in zip(info["seed"], info["task"]) if t == task}
 
 
 def cache_dir() -> Path:

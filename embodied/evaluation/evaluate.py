@@ -2,7 +2,9 @@
 
 Episode ``k`` uses seed ``EVAL_SEED_OFFSET + seed + k``, a range collection never uses. The env renders only the
 cameras the policy reads (:meth:`embodied.envs.base.EnvConfig.adapt_to`); a :class:`PolicyRunner` turns the
-policy's chunks into one action per step, batched over the vector env's workers.
+policy's chunks into one action per step, batched over the vector env's workers. With ``spread=True`` under
+torchrun, rank r runs episodes ``k mod N = r`` (each with its own policy replica and env workers), every rank writes
+the videos of its episodes, and the records are gathered so every rank returns the same summary (rank 0 writes it).
 
 Output directory::
 
@@ -46,51 +48,61 @@ def evaluate(
     videos: int = 2,
     progress: bool = True,
     temporal_ensemble: float | None = None,
+    spread: bool = False,
 ) -> dict:
     """Runs ``episodes`` rollouts of ``policy`` in ``env_config`` (per task, for a multi-task suite); returns (and
-    writes to ``out_dir/results.json``) the summary with one record per episode."""
+    writes to ``out_dir/results.json``) the summary with one record per episode. ``spread``: share the episodes
+    with the other torchrun ranks (see the module docstring)."""
     from tqdm.auto import tqdm
 
     from embodied.envs import env_config as validate
     from embodied.envs import make_vector_env
     from embodied.evaluation.rollout import rollout
     from embodied.policies.runner import PolicyRunner
+    from embodied.training.distributed import Context, all_gather, context
 
     env_config = validate(env_config)
     if env_config.suite_tasks():
         return evaluate_suite(policy, env_config, episodes, num_envs, seed, out_dir, videos, progress,
-                              temporal_ensemble)  # fmt: skip
+                              temporal_ensemble, spread)  # fmt: skip
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    num_envs = max(1, min(num_envs, episodes))
+    ctx = context() if spread else Context()
+    mine = list(range(ctx.rank, episodes, ctx.world_size))  # this rank's episode indices
     out_dir = Path(out_dir) if out_dir is not None else None
-    seeds = [EVAL_SEED_OFFSET + seed + k for k in range(episodes)]
+    seeds = [EVAL_SEED_OFFSET + seed + k for k in mine]
     fps = getattr(env_config, "control_freq", 20)
     started = time.perf_counter()
-    runner = PolicyRunner(policy, num_envs, temporal_ensemble)
     records: list[dict] = []
     task = getattr(env_config, "task", None)
-    bar = tqdm(total=episodes, desc=f"eval {task}" if task else "eval", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=episodes, desc=f"eval {task}" if task else "eval", disable=not (progress and ctx.is_main),
+               dynamic_ncols=True)  # fmt: skip
 
     def record(episode) -> None:
-        entry = {"episode": episode.index, "seed": episode.seed, "task": task, "success": episode.success,
+        entry = {"episode": mine[episode.index], "seed": episode.seed, "task": task, "success": episode.success,
                  "return": episode.total_reward, "length": episode.length, "video": None}  # fmt: skip
         if episode.frames and out_dir is not None:
             entry["video"] = write_video(out_dir / "videos" / video_name(entry), episode.frames, fps)
         records.append(entry)
-        bar.update(1)
+        bar.update(ctx.world_size)  # rank 0's count stands for every rank's
         bar.set_postfix(success=f"{sum(r['success'] for r in records)}/{len(records)}")
 
-    envs = make_vector_env(env_config, num_envs, wrappers=[FrameRecorder], autoreset=False)
-    try:
-        rollout(envs, runner, iter(seeds), record, videos=videos)
-    finally:
-        bar.close()
-        # terminate: workers hold nothing to flush (videos are written here), and a clean close waits on every
-        # worker exiting, which would turn one stuck GL teardown into a hung evaluation
-        envs.close(terminate=True)
+    if seeds:
+        num_envs = max(1, min(num_envs, len(seeds)))
+        envs = make_vector_env(env_config, num_envs, wrappers=[FrameRecorder], autoreset=False)
+        try:  # the first `videos` episodes overall: local index i is episode rank + i * world
+            rollout(envs, PolicyRunner(policy, num_envs, temporal_ensemble), iter(seeds), record,
+                    videos=max(0, -(-(videos - ctx.rank) // ctx.world_size)))  # fmt: skip
+        finally:
+            bar.close()
+            # terminate: workers hold nothing to flush (videos are written here), and a clean close waits on every
+            # worker exiting, which would turn one stuck GL teardown into a hung evaluation
+            envs.close(terminate=True)
+    bar.close()
+    if ctx.distributed:
+        records = [entry for share in all_gather(records) for entry in share]
     records.sort(key=lambda r: r["episode"])
-    return _finish(summarize(records), records, started, env_config, out_dir)
+    return _finish(summarize(records), records, started, env_config, out_dir if ctx.is_main else None)
 
 
 def evaluate_suite(
@@ -103,6 +115,7 @@ def evaluate_suite(
     videos: int = 2,
     progress: bool = True,
     temporal_ensemble: float | None = None,
+    spread: bool = False,
 ) -> dict:
     """Every task of the suite ``env_config`` names, ``episodes`` each (results and videos per task in
     ``out_dir/<task>/``); the summary pools all episodes and adds ``per_task`` summaries and ``suite_mean`` (the
@@ -113,14 +126,16 @@ def evaluate_suite(
     for task in env_config.suite_tasks():
         task_dir = out_dir / task if out_dir is not None else None
         result = evaluate(policy, env_config.for_task(task), episodes, num_envs, seed, task_dir, videos, progress,
-                          temporal_ensemble)  # fmt: skip
+                          temporal_ensemble, spread)  # fmt: skip
         records += result["per_episode"]
         per_task[task] = {k: result[k] for k in ("episodes", "successes", "success_rate", "success_ci95",
                                                  "mean_return", "mean_length")}  # fmt: skip
     result = summarize(records)
     result["suite_mean"] = sum(r["success_rate"] for r in per_task.values()) / len(per_task)
     result["per_task"] = per_task
-    return _finish(result, records, started, env_config, out_dir)
+    from embodied.training.distributed import context
+
+    return _finish(result, records, started, env_config, out_dir if context().is_main or not spread else None)
 
 
 def _finish(result: dict, records: list[dict], started: float, env_config, out_dir: Path | None) -> dict:
@@ -148,14 +163,15 @@ def evaluate_checkpoint(
     unnorm_key: str | None = None,
     temporal_ensemble: float | None = None,
 ) -> dict:
-    """Loads a checkpoint and evaluates it in ``env_config`` (rendering only the cameras it reads)."""
+    """Loads a checkpoint and evaluates it in ``env_config`` (rendering only the cameras it reads); under torchrun
+    every rank loads it and runs its share of the episodes."""
     from embodied.policies import load_policy
-    from embodied.runtime import resolve_device
+    from embodied.training.distributed import device_for
 
-    policy = load_policy(checkpoint, device=resolve_device(device))
+    policy = load_policy(checkpoint, device=device_for(device))
     if unnorm_key is not None:
         if not hasattr(policy.config, "unnorm_key"):
             raise ValueError(f"unnorm_key applies to policies with per-dataset statistics, not {policy.config.name}")
         policy.config.unnorm_key = unnorm_key
     env = eval_env_config(env_config, policy, max_episode_steps)
-    return evaluate(policy, env, episodes, num_envs, seed, out_dir, videos, progress, temporal_ensemble)
+    return evaluate(policy, env, episodes, num_envs, seed, out_dir, videos, progress, temporal_ensemble, spread=True)

@@ -22,6 +22,7 @@ class Job:
     groups: tuple[str, ...]  # config groups (env, policy, encoder) whose registered components it offers
     description: str  # one line for `embodied --help`
     run_dir: bool = True  # whether it writes a run directory (with the resolved config.yaml)
+    distributed: bool = False  # whether it runs under torchrun, its work spread over the ranks
 
     def load(self):
         """The job's module."""
@@ -36,13 +37,23 @@ JOBS: Registry[Job] = Registry("command")
 POLICY_GROUPS = ("env", "policy", "encoder")
 for _name, _job in {
     "demo": Job("demo", "demo", POLICY_GROUPS, "collect a small dataset, train behaviour cloning, evaluate, report"),
-    "collect": Job("collect", "collect", ("env",), "run a scripted expert and write an episode store"),
-    "train": Job("train", "train", POLICY_GROUPS, "fit a policy to episode stores (no dataset=: the env's demo store)"),
+    "collect": Job(
+        "collect", "collect", ("env",), "run a scripted expert and write an episode store", distributed=True
+    ),
+    "train": Job(
+        "train",
+        "train",
+        POLICY_GROUPS,
+        "fit a policy to episode stores (no dataset=: the env's demo store)",
+        distributed=True,
+    ),
     "cache-features": Job(
         "cache_features", "train", POLICY_GROUPS, "encode a store's frames once with a frozen encoder", run_dir=False
     ),
     "pretrain": Job("pretrain", "pretrain", ("encoder",), "self-supervised encoder pretraining on episode stores"),
-    "eval": Job("eval", "eval", (), "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)"),
+    "eval": Job(
+        "eval", "eval", (), "roll a checkpoint out in simulation (checkpoint=DIR episodes=50)", distributed=True
+    ),
     "bench": Job("bench_encoders", "bench_encoders", ("env",), "bench encoders: frozen encoders compared"),
     "align": Job("align", "align", ("env",), "improve a trained policy on a learned reward (DPO, filtered BC)"),
     "label": Job("label", "label", (), "a page to answer preference queries by watching rollouts", run_dir=False),

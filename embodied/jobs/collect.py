@@ -16,6 +16,9 @@ def check(job: CollectConfig) -> None:
 
 def run(job: CollectConfig, run_dir: Path) -> None:
     """Collects (or resumes) the store and says where it is."""
+    from embodied.training.distributed import context
+
     out = collect(job, run_dir)
-    print(f"store: {out.resolve()}")
-    print(f"describe it with: embodied data info {out}")
+    if context().is_main:
+        print(f"store: {out.resolve()}")
+        print(f"describe it with: embodied data info {out}")

@@ -58,6 +58,7 @@ def run(job: EvalConfig, run_dir: Path) -> dict:
     from embodied.evaluation.evaluate import evaluate_checkpoint
     from embodied.evaluation.metrics import format_summary
     from embodied.registry import load_plugins
+    from embodied.training.distributed import context
 
     checkpoint = Path(job.checkpoint)
     saved = OmegaConf.to_container(OmegaConf.load(checkpoint / "config.yaml"))
@@ -79,7 +80,8 @@ def run(job: EvalConfig, run_dir: Path) -> dict:
         job.max_episode_steps, job.unnorm_key, job.temporal_ensemble,
     )  # fmt: skip
     result["checkpoint"] = str(checkpoint.resolve())
-    (run_dir / "results.json").write_text(json.dumps(result, indent=1))
-    print(format_summary(result))
-    print(f"results: {run_dir / 'results.json'}")
+    if context().is_main:  # under torchrun every rank holds the gathered result; one writes it
+        (run_dir / "results.json").write_text(json.dumps(result, indent=1))
+        print(format_summary(result))
+        print(f"results: {run_dir / 'results.json'}")
     return result

@@ -15,7 +15,10 @@ check = check_datasets
 
 def run(job: TrainConfig, run_dir: Path) -> None:
     """Trains and says how to evaluate the result."""
+    from embodied.training.distributed import context
+
     resolve_dataset(job)
     final = train(job, run_dir)
-    print(f"checkpoint: {final}")
-    print(f"evaluate it with: embodied eval checkpoint={run_dir / 'checkpoints' / 'last'}")
+    if context().is_main:
+        print(f"checkpoint: {final}")
+        print(f"evaluate it with: embodied eval checkpoint={run_dir / 'checkpoints' / 'last'}")

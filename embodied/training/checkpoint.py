@@ -1,8 +1,9 @@
 """Training checkpoints: written atomically with a checksum manifest, restored exactly.
 
 A checkpoint directory holds what the model exports for inference (a policy's ``save_pretrained`` files, ...),
-``training_state.pt`` (step, raw weights, optimiser, scheduler, EMA, RNG states, and the settings a resume must
-match) and ``checksums.json``; ``checkpoints/last`` links to the newest one.
+``training_state.pt`` (step, full raw weights, optimiser, scheduler, EMA, each rank's RNG state, and the settings a
+resume must match; consolidated, so it resumes on any number of ranks) and ``checksums.json``; ``checkpoints/last``
+links to the newest one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 import torch
 
 from embodied.integrity import CheckpointError, verify_manifest, write_manifest
-from embodied.runtime import rng_state, set_rng_state
 
 STATE_FILE = "training_state.pt"
 
@@ -43,31 +43,14 @@ def point_link(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def save_checkpoint(
-    checkpoints: Path,
-    step: int,
-    model,
-    ema,
-    optimizer,
-    scheduler,
-    export: Callable[[Any, Path], None] | None,
-    resume_check: dict,
-) -> Path:
-    """``checkpoints/step_NNNNNNN`` and the ``last`` link to it. ``export(inference_model, directory)`` writes the
-    inference files (the EMA weights when an EMA is kept)."""
+def save_checkpoint(checkpoints: Path, step: int, state: dict, export: Callable[[Path], None] | None) -> Path:
+    """``checkpoints/step_NNNNNNN`` holding ``state`` (``training_state.pt``: step, full model and optimiser state,
+    scheduler, EMA, each rank's RNG state, the resume check) and what ``export(directory)`` writes (the inference
+    files), then the ``last`` link to it."""
 
     def write(directory: Path) -> None:
         if export is not None:
-            export(ema.module if ema is not None else model, directory)
-        state = {
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "rng": rng_state(),
-            "resume_check": resume_check,
-        }
+            export(directory)
         torch.save(state, directory / STATE_FILE)
         write_manifest(directory)  # last: it covers every file, the training state included
 
@@ -77,9 +60,9 @@ def save_checkpoint(
     return final
 
 
-def restore(last: Path, model, optimizer, scheduler, ema, resume_check: dict) -> int:
-    """Loads ``last``'s training state (checked against its manifest, and its settings against ``resume_check``:
-    a changed setting is refused naming each differing field); returns its step."""
+def load_training_state(last: Path, resume_check: dict, device=None) -> dict:
+    """``last``'s training state, checked against its manifest and its settings against ``resume_check`` (a
+    changed setting is refused naming each differing field)."""
     if not (last / STATE_FILE).is_file():
         raise FileNotFoundError(
             f"resume=true but {last} holds no {STATE_FILE}; pass the run_dir of a run to continue "
@@ -87,7 +70,7 @@ def restore(last: Path, model, optimizer, scheduler, ema, resume_check: dict) ->
         )
     verify_manifest(last)
     try:
-        state = torch.load(last / STATE_FILE, map_location=_device_of(model), weights_only=False)
+        state = torch.load(last / STATE_FILE, map_location=device or "cpu", weights_only=False)
     except Exception as error:
         raise CheckpointError(f"{last / STATE_FILE} cannot be loaded: {type(error).__name__}: {error}") from None
     saved = state.get("resume_check")
@@ -105,13 +88,7 @@ def restore(last: Path, model, optimizer, scheduler, ema, resume_check: dict) ->
             f"cannot resume {last.resolve()}: the run's settings changed ({shown}). Pass the checkpoint's values, "
             "or start a new run (another run_dir)"
         )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if ema is not None and state["ema"] is not None:
-        ema.load_state_dict(state["ema"])
-    set_rng_state(state["rng"])
-    return int(state["step"])
+    return state
 
 
 def config_differences(saved: Any, now: Any, path: str) -> list[str]:
@@ -125,8 +102,3 @@ def config_differences(saved: Any, now: Any, path: str) -> list[str]:
     if isinstance(saved, (list, tuple)) and isinstance(now, (list, tuple)):
         saved, now = list(saved), list(now)
     return [] if saved == now else [f"{path}: {saved!r} in the checkpoint, {now!r} now"]
-
-
-def _device_of(model) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")

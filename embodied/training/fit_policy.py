@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from embodied.configs.checks import at_least, one_of
+from embodied.training.distributed import DistributedConfig
 from embodied.training.optim import EMAConfig, OptimConfig
 from embodied.training.trainer import Callback
 
@@ -36,10 +37,15 @@ class TrainConfig:
     # (50 scripted-expert episodes, collected once into ~/.cache/embodied)
     dataset: Any = None
     steps: int = 3000  # optimiser steps in all (a resumed run continues to this number)
-    batch_size: int = 64  # samples per optimiser step (the effective batch, whatever micro_batch_size is)
-    # samples per forward/backward pass, gradients accumulated up to batch_size; null: the whole batch if the
-    # memory estimate says it fits, else the largest micro-batch that does
+    # samples per optimiser step over all processes: the effective batch, whatever micro_batch_size and the number
+    # of torchrun processes are (each of N processes trains on batch_size / N of it)
+    batch_size: int = 64
+    # samples per forward/backward pass in a process, gradients accumulated up to its share of batch_size; null:
+    # the whole share if the memory estimate says it fits, else the largest micro-batch that does
     micro_batch_size: int | None = None
+    # under torchrun: strategy auto (ddp with >1 process) | none | ddp | fsdp (the VLA), collective timeout
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    compile: bool = False  # torch.compile the loss (GPU runs; the first steps compile)
     num_workers: int = 0  # DataLoader workers; 0 reads in this process (the store is preloaded in memory)
     seed: int = 0  # seeds the policy's initialisation and the batch order
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -84,6 +90,35 @@ def check_datasets(job: TrainConfig) -> None:
                 )
     if job.resume and not job.run_dir:
         raise ConfigValueError("resume=true needs run_dir=<the run to continue>, e.g. run_dir=outputs/train/<time>")
+    check_distribution(job)
+
+
+def check_distribution(job: TrainConfig) -> None:
+    """FSDP only for policies that name their shardable blocks, without in-training rollouts; the global batch
+    splits evenly over the processes (ConfigValueError otherwise)."""
+    import os
+
+    from embodied.configs.checks import ConfigValueError
+    from embodied.policies import POLICIES
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if job.batch_size % world:
+        raise ConfigValueError(f"batch_size={job.batch_size} does not split over the {world} torchrun processes; "
+                               f"pass a multiple of {world}")  # fmt: skip
+    if job.distributed.strategy != "fsdp":
+        return
+    name = getattr(job.policy, "name", None)
+    if name is not None and not hasattr(POLICIES.get(name), "fsdp_units"):
+        raise ConfigValueError(
+            f"distributed.strategy=fsdp shards large models block by block; policy={name} does not support it "
+            "(small enough to replicate): use distributed.strategy=ddp"
+        )
+    if job.eval_every:
+        raise ConfigValueError("eval_every>0 cannot run with distributed.strategy=fsdp (rollouts would need every "
+                               "shard); set eval_every=0 and evaluate the checkpoint with `embodied eval`")  # fmt: skip
+    if job.ema.enabled:
+        raise ConfigValueError("ema.enabled=true is not supported with distributed.strategy=fsdp; pass "
+                               "ema.enabled=false")  # fmt: skip
 
 
 def resolve_dataset(job: TrainConfig) -> None:
@@ -102,7 +137,8 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = ()) -
     from embodied.datasets.mixture import check_env_matches_dataset, is_mixture, open_datasets
     from embodied.datasets.window_dataset import MixtureDataset, WindowDataset
     from embodied.policies.base import feature_key
-    from embodied.runtime import resolve_device
+    from embodied.runtime import seed_everything
+    from embodied.training import distributed
     from embodied.training.sampler import step_batches
     from embodied.training.trainer import Trainer, TrainerConfig
 
@@ -113,14 +149,18 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = ()) -
         check_env_matches_dataset(job.env, store, check_task=not mixture)
     if job.episodes is not None and mixture:
         raise ValueError("episodes= selects episodes of one store; it cannot be combined with a mixture of stores")
-    device = resolve_device(job.device)
-    policy = build_policy(job, stores if mixture else stores[0], device)
-    if job.progress:
+    ctx = distributed.context()
+    device = distributed.device_for(job.device)
+    policy = build_policy(job, stores if mixture else stores[0], device)  # the same weights on every rank
+    if ctx.rank:  # rank 0 keeps a single process's random stream; the others draw their own augmentations
+        seed_everything(job.seed + ctx.rank)
+    if job.progress and ctx.is_main:
         print(describe_parameters(policy), flush=True)
     features = None if mixture else resolve_feature_cache(job, policy, stores[0])
     if features:
         policy.use_cached_features(features)
-        print(f"training on cached features of {', '.join(features)} (no image augmentation)", flush=True)
+        if ctx.is_main:
+            print(f"training on cached features of {', '.join(features)} (no image augmentation)", flush=True)
     datasets = [
         WindowDataset(store, policy.key_offsets(), episodes=job.episodes, successful_only=job.successful_only,
                       extra_arrays={feature_key(k): v for k, v in (features or {}).items()},
@@ -133,11 +173,11 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = ()) -
     config = TrainerConfig(
         steps=job.steps, batch_size=job.batch_size, micro_batch_size=job.micro_batch_size, amp=job.amp,
         optim=job.optim, ema=job.ema, log_every=job.log_every, checkpoint_every=job.checkpoint_every,
-        resume=job.resume, progress=job.progress,
+        resume=job.resume, progress=job.progress, compile=job.compile, distributed=job.distributed,
     )  # fmt: skip
     trainer = Trainer(
         policy,
-        step_batches(dataset, job.batch_size, job.seed, job.num_workers),
+        step_batches(dataset, job.batch_size, job.seed, job.num_workers, pin_memory=device.type == "cuda"),
         config,
         run_dir,
         export=lambda model, directory: model.save_pretrained(
@@ -154,7 +194,8 @@ def train(job: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = ()) -
 
 
 def evaluation_callback(job: TrainConfig, trainer, run_dir: Path) -> Callback:
-    """Rollouts of the inference weights (the EMA's when kept) every ``eval_every`` steps and at the end."""
+    """Rollouts of the inference weights (the EMA's when kept) every ``eval_every`` steps and at the end (under
+    torchrun the episodes are spread over the ranks, each with its own replica)."""
     from embodied.evaluation.evaluate import eval_env_config, evaluate
 
     def callback(step: int, metrics: dict) -> dict | None:
@@ -163,8 +204,8 @@ def evaluation_callback(job: TrainConfig, trainer, run_dir: Path) -> Callback:
         policy = trainer.inference_model
         result = evaluate(policy, eval_env_config(job.env, policy), episodes=job.eval_episodes,
                           num_envs=job.eval_num_envs, out_dir=run_dir / "eval" / f"step_{step:07d}", videos=1,
-                          progress=False)  # fmt: skip
-        if job.progress:
+                          progress=False, spread=True)  # fmt: skip
+        if job.progress and trainer.ctx.is_main:
             from tqdm.auto import tqdm
 
             tqdm.write(f"step {step}: success {result['success_rate']:.2f} over {job.eval_episodes} episodes")

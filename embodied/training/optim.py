@@ -1,4 +1,4 @@
-"""The optimiser side of training: AdamW and its learning-rate schedule, an EMA of the weights, gradient clipping.
+"""The optimiser side of training: AdamW and its learning-rate schedule, an EMA of the weights.
 
 The config dataclasses import nothing heavy, so job configs can use them without loading torch.
 """
@@ -95,13 +95,3 @@ def make_ema(model, config: EMAConfig):
                 a.copy_(c)
 
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
-
-
-def clip_gradients(model, max_norm: float) -> float:
-    """Clips the global gradient norm to ``max_norm`` (0: no clipping); returns the norm before clipping."""
-    import torch
-
-    parameters = [p for p in model.parameters() if p.grad is not None]
-    if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
-    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters]))) if parameters else 0.0

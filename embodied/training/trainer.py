@@ -7,13 +7,21 @@ memory estimate says the batch cannot fit, a progress bar with loss, learning ra
 scalars and ``metrics.jsonl``, periodic atomic checkpoints with checksums, and callbacks after every step (in-training
 evaluation is one). A non-finite loss or gradient stops the run naming the step. ``resume`` continues from
 ``<run_dir>/checkpoints/last`` with the step counter, optimiser, scheduler, EMA and RNG states and, since the batch
-order depends only on the step, the same batches; Ctrl-C and SIGTERM save the step reached first. Distributed
-training (DDP/FSDP) belongs here, in one place.
+order depends only on the step, the same batches; Ctrl-C and SIGTERM save the step reached first.
+
+Distributed training lives here, in one place: under ``torchrun`` each rank trains on its ``batch_size / world``
+share of every global batch (``batches`` yields the rank's share, see :func:`~embodied.training.sampler.step_batches`)
+through DDP or FSDP2 (:mod:`embodied.training.parallel`); the loss and metrics are averaged over ranks every step (so
+a divergence stops every rank at the same step); rank 0 alone logs and writes checkpoints, which are consolidated
+and resume on any number of ranks; each rank's RNG state is saved, so a resumed run on as many ranks continues
+exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +30,17 @@ from typing import Any
 
 import torch
 
-from embodied.training.checkpoint import restore, save_checkpoint
+from embodied.runtime import rng_state, set_rng_state
+from embodied.training import distributed
+from embodied.training.checkpoint import load_training_state, save_checkpoint
+from embodied.training.distributed import DistributedConfig
 from embodied.training.metrics import MetricsLog
-from embodied.training.optim import EMAConfig, OptimConfig, clip_gradients, make_ema, make_optimizer, make_scheduler
+from embodied.training.optim import EMAConfig, OptimConfig, make_ema, make_optimizer, make_scheduler
+from embodied.training.parallel import Parallel
+
+# Test hook: after the checkpoint of this step is written, the loop stops making progress (the process stays alive),
+# so a test can kill a run at a point it controls rather than after a sleep that depends on machine speed.
+PAUSE_AFTER_ENV = "EMBODIED_TRAIN_PAUSE_AFTER"
 
 # A callback runs after every optimiser step; what it returns ({split: record}) is logged at that step.
 Callback = Callable[[int, dict], "dict[str, dict] | None"]
@@ -39,9 +55,11 @@ class TrainerConfig:
     """How the loop runs (what it fits, and on what, is the caller's)."""
 
     steps: int = 3000  # optimiser steps in all (a resumed run continues to this number)
-    batch_size: int = 64  # samples per optimiser step (for samples/s and the memory plan)
-    micro_batch_size: int | None = None  # samples per forward/backward; null: chosen by the memory estimate
+    batch_size: int = 64  # samples per optimiser step over all ranks (each rank gets batch_size / world)
+    micro_batch_size: int | None = None  # samples per forward/backward on a rank; null: chosen by the memory estimate
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    compile: bool = False  # torch.compile the loss (worth it on a GPU for long runs; the first steps compile)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # DDP / FSDP under torchrun
     optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW and its learning-rate schedule
     ema: EMAConfig = field(default_factory=EMAConfig)  # an EMA of the weights
     log_every: int = 50  # steps between metrics records
@@ -84,9 +102,27 @@ class Trainer:
         self.export, self.resume_check = export, dict(resume_check or {})
         self.callbacks, self.sample_batch, self.diverged_hint = list(callbacks), sample_batch, diverged_hint
         self.device = next(model.parameters()).device
-        self.optimizer = make_optimizer(model, config.optim)
-        self.scheduler = make_scheduler(self.optimizer, config.optim, config.steps)
+        self.ctx = distributed.context()
+        strategy = distributed.resolve_strategy(config.distributed.strategy, self.ctx.world_size)
+        if config.batch_size % self.ctx.world_size:
+            raise ValueError(
+                f"batch_size={config.batch_size} does not split over {self.ctx.world_size} processes; pass a multiple "
+                f"of {self.ctx.world_size}"
+            )
+        self.rank_batch_size = config.batch_size // self.ctx.world_size
+        if strategy == "fsdp" and config.ema.enabled:
+            raise ValueError("ema.enabled=true is not supported with distributed.strategy=fsdp (the average would "
+                             "need its own shards); pass ema.enabled=false")  # fmt: skip
+        if strategy == "fsdp" and not distributed.launched():
+            raise ValueError("distributed.strategy=fsdp needs a process group: launch with torchrun (torchrun "
+                             "--nproc_per_node=1 for a single process)")  # fmt: skip
         self.ema = make_ema(model, config.ema)
+        probe = sample_batch(2) if sample_batch is not None and strategy == "ddp" else None
+        self.parallel = Parallel(model, strategy, self.ctx, config.distributed.find_unused_parameters, probe)
+        if config.compile:
+            self.parallel.runner = torch.compile(self.parallel.runner)
+        self.optimizer = make_optimizer(model, config.optim)  # after sharding: FSDP replaces the parameters
+        self.scheduler = make_scheduler(self.optimizer, config.optim, config.steps)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and self.device.type == "cuda")
         self.checkpoints = self.run_dir / "checkpoints"
         self.step = 0
@@ -100,39 +136,38 @@ class Trainer:
         """Runs (or resumes) training to ``config.steps``; returns the final checkpoint directory."""
         from tqdm.auto import tqdm
 
-        config = self.config
+        config, main = self.config, self.ctx.is_main
         last = self.checkpoints / "last"
         if not config.resume and last.exists():
             raise FileExistsError(
                 f"{self.run_dir} already holds a training run; pass resume=true to continue it or choose another "
                 "run_dir"
             )
-        start = 0
-        if config.resume:
-            start = restore(last, self.model, self.optimizer, self.scheduler, self.ema, self.resume_check)
-            print(f"resuming from step {start}", flush=True)
+        start = self._resume(last) if config.resume else 0
         micro_batch = self._plan_memory()
-        log = MetricsLog(self.run_dir)
+        log = MetricsLog(self.run_dir) if main else None
         self.step = step = start
-        bar = tqdm(total=config.steps, initial=start, desc=config.split, disable=not config.progress,
+        bar = tqdm(total=config.steps, initial=start, desc=config.split, disable=not (config.progress and main),
                    dynamic_ncols=True)  # fmt: skip
         window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
         batches = self.batches(start)
         try:
             while step < config.steps:
-                batch = next(batches)
+                batch = to_device(next(batches), self.device)
                 self.model.train()
                 self.optimizer.zero_grad(set_to_none=True)
-                loss, metrics = accumulate_gradients(self.model, batch, micro_batch, self.autocast)
-                if not torch.isfinite(loss):
+                loss, metrics = accumulate_gradients(self.parallel, batch, micro_batch, self.autocast,
+                                                     always_backward=self.ctx.distributed)  # fmt: skip
+                loss, metrics = self._reduce(loss, metrics)
+                if not math.isfinite(loss):
                     raise TrainingDiverged(
-                        f"loss is {loss.item()} at step {step + 1} (metrics {metrics}); {self._last_good()}. "
+                        f"loss is {loss} at step {step + 1} (metrics {metrics}); {self._last_good()}. "
                         f"Lower optim.lr, keep optim.grad_clip > 0{self.diverged_hint}."
                     )
-                grad_norm = clip_gradients(self.model, config.optim.grad_clip)
+                grad_norm = self.parallel.clip_gradients(config.optim.grad_clip)
                 if not math.isfinite(grad_norm):
                     raise TrainingDiverged(
-                        f"gradient norm is {grad_norm} at step {step + 1} (loss {loss.item():.4g}); the weights were "
+                        f"gradient norm is {grad_norm} at step {step + 1} (loss {loss:.4g}); the weights were "
                         f"not updated and {self._last_good()}. Lower optim.lr."
                     )
                 self.optimizer.step()
@@ -141,52 +176,95 @@ class Trainer:
                     self.ema.update_parameters(self.model)
                 self.step = step = step + 1
                 bar.update(1)
-                window_loss += loss.item()
+                window_loss += loss
                 window_count += 1
                 lr = self.scheduler.get_last_lr()[0]
-                metrics = {"loss": loss.item(), "grad_norm": grad_norm, "lr": lr, **metrics}
-                if step % config.log_every == 0 or step == config.steps:
+                metrics = {"loss": loss, "grad_norm": grad_norm, "lr": lr, **metrics}
+                if log is not None and (step % config.log_every == 0 or step == config.steps):
                     elapsed = time.perf_counter() - window_start
                     rate = window_count * config.batch_size / max(elapsed, 1e-9)
                     record = {**metrics, "loss": window_loss / window_count, "samples_per_s": rate}
                     log.write(config.split, step, record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", samples_s=f"{rate:.3g}")
+                if step % config.log_every == 0 or step == config.steps:
                     window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     self.save()
-                for callback in self.callbacks:
+                    _pause_for_tests(step)
+                for callback in self.callbacks:  # on every rank: an evaluation may spread its episodes over them
                     for split, values in (callback(step, metrics) or {}).items():
-                        log.write(split, step, values)
+                        if log is not None:
+                            log.write(split, step, values)
         except KeyboardInterrupt:  # Ctrl-C, and SIGTERM through embodied.processes.Terminated
             if step > start and not (self.checkpoints / f"step_{step:07d}").exists():
-                self.save()
-                bar.write(f"interrupted: saved step {step}; continue with resume=true run_dir={self.run_dir}")
+                if self.parallel.sharded:  # gathering shards needs every rank at the same point: not now
+                    bar.write(f"interrupted at step {step}; an FSDP run resumes from its last periodic checkpoint")
+                elif main:
+                    self.save(collective=False)
+                    bar.write(f"interrupted: saved step {step}; continue with resume=true run_dir={self.run_dir}")
             raise
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
         return last.resolve()
 
-    def save(self) -> Path:
-        """A checkpoint of the current step."""
-        return save_checkpoint(self.checkpoints, self.step, self.model, self.ema, self.optimizer, self.scheduler,
-                               self.export, self.resume_check)  # fmt: skip
+    def save(self, collective: bool = True) -> Path | None:
+        """A checkpoint of the current step, written by rank 0 (every rank calls it: FSDP gathers its shards and
+        each rank's RNG state is collected); ``collective=False``: rank 0 alone, with its own RNG state only."""
+        model_state = self.parallel.model_state()
+        optimizer_state = self.parallel.optimizer_state(self.optimizer)
+        rng = distributed.all_gather(rng_state()) if collective else [rng_state()]
+        if not self.ctx.is_main:
+            return None
+        state = {
+            "step": self.step, "model": model_state, "optimizer": optimizer_state,
+            "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": rng, "world_size": self.ctx.world_size, "resume_check": self.resume_check,
+        }  # fmt: skip
+        with self.parallel.export_model(model_state) as model:
+            inference = self.ema.module if self.ema is not None else model
+            export = (lambda directory: self.export(inference, directory)) if self.export is not None else None
+            return save_checkpoint(self.checkpoints, self.step, state, export)
 
-    def _last_good(self) -> str:
-        last = self.checkpoints / "last"
-        return f"the last good checkpoint is {last.resolve()}" if last.exists() else "no checkpoint was written yet"
+    def _resume(self, last: Path) -> int:
+        """Loads ``last`` into the model, optimiser, scheduler, EMA and this rank's RNG; returns its step."""
+        state = load_training_state(last, self.resume_check, self.device)
+        self.parallel.load_model_state(state["model"])
+        self.parallel.load_optimizer_state(self.optimizer, state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        step = int(state["step"])
+        rank = self.ctx.rank
+        set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+        if len(rngs) != self.ctx.world_size:  # another number of ranks: fresh streams, reproducible from the step
+            torch.manual_seed(step * 1009 + rank)
+            if self.ctx.is_main:
+                print(f"the run was saved on {len(rngs)} processes, resumed on {self.ctx.world_size}: the batches are "
+                      "the same, random augmentation streams are re-seeded", flush=True)  # fmt: skip
+        if self.ctx.is_main:
+            print(f"resuming from step {step}", flush=True)
+        return step
+
+    def _reduce(self, loss: torch.Tensor, metrics: dict) -> tuple[float, dict]:
+        """The loss and metrics averaged over ranks (one all-reduce), as floats."""
+        keys = sorted(metrics)
+        values = distributed.mean_across([loss.item(), *(float(metrics[k]) for k in keys)])
+        return values[0], dict(zip(keys, values[1:]))
 
     def _plan_memory(self) -> int:
         """The micro-batch size: measured and planned (see :mod:`embodied.training.memory`), or the whole batch."""
         config = self.config
-        if self.sample_batch is None:
-            return config.micro_batch_size or config.batch_size
+        if self.sample_batch is None or self.parallel.sharded:  # FSDP: the estimate would gather every shard
+            return config.micro_batch_size or self.rank_batch_size
         from embodied.training import memory
 
         estimate = memory.estimate(self.model, self.sample_batch, config.ema.enabled, self.autocast)
         available = memory.available_memory(self.device)
-        plan = memory.plan(estimate, config.batch_size, available, self.device, config.micro_batch_size)
-        if config.progress:
+        plan = memory.plan(estimate, self.rank_batch_size, available, self.device, config.micro_batch_size)
+        if config.progress and self.ctx.is_main:
             print(plan.describe(), flush=True)
         return plan.micro_batch_size
 
@@ -198,27 +276,47 @@ def batch_size_of(batch: Any) -> int:
     return len(batch)
 
 
-def accumulate_gradients(model, batch: dict, micro_batch_size: int, autocast) -> tuple[torch.Tensor, dict]:
-    """Forward and backward over ``batch`` in micro-batches of ``micro_batch_size``; each micro-batch's loss is
-    weighted by its share of the batch, so the accumulated gradient is the whole batch's (up to per-batch
-    normalisation such as padded-step masks). Returns the batch loss (detached) and size-weighted metrics."""
+def _pause_for_tests(step: int) -> None:
+    limit = os.environ.get(PAUSE_AFTER_ENV)
+    if limit and step >= int(limit):
+        print(f"{PAUSE_AFTER_ENV}={limit}: paused after the checkpoint of step {step}", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """The batch's tensors on ``device``; CUDA copies are non-blocking (the DataLoader pins host memory)."""
+    if device.type != "cuda" or not isinstance(batch, dict):
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def accumulate_gradients(parallel, batch: dict, micro_batch_size: int, autocast, always_backward: bool = False):
+    """Forward and backward over ``batch`` in micro-batches of ``micro_batch_size`` (through
+    :class:`~embodied.training.parallel.Parallel`: gradients are synchronised over ranks on the last micro-batch
+    only); each micro-batch's loss is weighted by its share of the batch, so the accumulated gradient is the whole
+    batch's (up to per-batch normalisation such as padded-step masks). A non-finite loss skips the backward pass
+    unless ``always_backward`` (distributed: every rank must join the gradient all-reduce). Returns the batch loss
+    (detached) and size-weighted metrics."""
     size = batch_size_of(batch)
     if micro_batch_size >= size:
         with autocast:
-            loss, metrics = model.compute_loss(batch)
-        if torch.isfinite(loss):
+            loss, metrics = parallel.compute_loss(batch)
+        if always_backward or torch.isfinite(loss):
             loss.backward()
         return loss.detach(), metrics
-    total = torch.zeros((), device=next(model.parameters()).device)
+    total = torch.zeros((), device=next(parallel.model.parameters()).device)
     summed: dict[str, float] = {}
-    for start in range(0, size, micro_batch_size):
+    starts = list(range(0, size, micro_batch_size))
+    for start in starts:
         part = {key: value[start : start + micro_batch_size] for key, value in batch.items()}
         share = batch_size_of(part) / size
-        with autocast:
-            loss, metrics = model.compute_loss(part)
-        if not torch.isfinite(loss):
-            return loss.detach(), metrics
-        (loss * share).backward()
+        with parallel.no_sync() if start != starts[-1] else contextlib.nullcontext():
+            with autocast:
+                loss, metrics = parallel.compute_loss(part)
+            if not (always_backward or torch.isfinite(loss)):
+                return loss.detach(), metrics
+            (loss * share).backward()
         total += loss.detach() * share
         for key, value in metrics.items():
             summed[key] = summed.get(key, 0.0) + float(value) * share

@@ -358,6 +358,13 @@ class VLAPolicy(CameraPolicy):
             out[rows] = parts[key]
         return out
 
+    def fsdp_units(self) -> list[nn.Module]:
+        """What ``distributed.strategy=fsdp`` shards block by block: the LM's decoder layers and the vision towers'
+        layers (see :func:`embodied.training.parallel.transformer_blocks`)."""
+        from embodied.training.parallel import transformer_blocks
+
+        return transformer_blocks(self)
+
     # ------------------------------------------------------------------ checkpoints (see .lora_checkpoint)
     def save_extra_files(self, directory: Path) -> None:
         """``language_model.json``, ``tokenizer/``, ``dataset_statistics.json`` and, with LoRA, ``lm_adapter/``."""
