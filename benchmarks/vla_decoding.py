@@ -2,6 +2,7 @@
 parallel (OpenVLA-OFT) vs sequential decoding per action.
 
     python benchmarks/vla_decoding.py --store lift100.zarr [--sizes tiny 0.5b] [--batches 1 8] [--calls 20]
+        [--device auto]
 
 Both decoders start from the same input embeddings ([BOS, image tokens, prompt]) and produce 7 greedy action
 tokens; ``generate`` gets a logits processor that allows only the 256 action ids, so both must return the same
@@ -37,6 +38,9 @@ SIZES = {
 }
 
 
+DEVICE = torch.device("cpu")
+
+
 def build(store, size: str, overrides: dict):
     from omegaconf import OmegaConf
 
@@ -47,14 +51,21 @@ def build(store, size: str, overrides: dict):
     policy_cfg["lm"].update(SIZES[size])
     policy_cfg.update(overrides)
     torch.manual_seed(0)
-    return make_policy(policy_cfg, store.features, store.stats).eval()
+    return make_policy(policy_cfg, store.features, store.stats).to(DEVICE).eval()
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def timed(fn, calls: int) -> float:
     fn()  # warm-up
+    sync()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
+    sync()
     return (time.perf_counter() - start) / calls
 
 
@@ -141,12 +152,17 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["tiny", "0.5b"], choices=list(SIZES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     args = parser.parse_args()
 
     from embodied.datasets.store import EpisodeStore
+    from embodied.runtime import resolve_device
 
+    global DEVICE
+    DEVICE = resolve_device(args.device)
     store = EpisodeStore(args.store)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}")
     for size in args.sizes:
         bench_size(store, size, args.batches, args.calls if size == "tiny" else max(3, args.calls // 4))
 
