@@ -95,11 +95,10 @@ def main() -> None:
     if args.allreduce:
         allreduce_ms(args.allreduce)
         return
-    work = Path(args.work)
-    if work.exists():
-        import shutil
+    import shutil
 
-        shutil.rmtree(work)
+    work = Path(args.work) / "runs"  # only what this script writes is removed
+    shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     store = args.store
     if store is None:

@@ -92,8 +92,10 @@ def join_launch(job):
     if not distributed.launched():
         return distributed.context()
     die_with_parent(os.getppid())
-    timeout = getattr(getattr(job, "distributed", None), "timeout_minutes", 30.0)
-    return distributed.init(getattr(job, "device", "auto"), timeout)
+    # training's collectives come every step (its timeout is distributed.timeout_minutes); collect and eval meet
+    # only when every rank has finished its share, which may be hours apart
+    timeout = getattr(getattr(job, "distributed", None), "timeout_minutes", 24 * 60.0)
+    return distributed.init(getattr(job, "device", "cpu"), timeout)  # no device field (collect): gloo, no GPU
 
 
 def print_help(command: str, overrides: list[str]) -> None:

@@ -107,6 +107,12 @@ def shard_path(out: Path, rank: int, world_size: int) -> Path:
     return out.parent / f"{out.name}.shards" / f"rank-{rank:03d}-of-{world_size:03d}.zarr"
 
 
+def shards_of(out: Path) -> list[Path]:
+    """Every shard store written for ``out`` (by launches of any number of ranks)."""
+    folder = out.parent / f"{out.name}.shards"
+    return sorted(p for p in folder.glob("rank-*-of-*.zarr") if (p / "zarr.json").exists()) if folder.is_dir() else []
+
+
 def merge_shards(paths: list[Path]) -> None:
     """Under torchrun: once every rank is done, rank 0 merges each store's shards into it and removes them; the
     other ranks wait, so every rank returns with the merged store in place. Nothing to do in one process."""
@@ -121,8 +127,7 @@ def merge_shards(paths: list[Path]) -> None:
     barrier()
     if ctx.is_main:
         for out in paths:
-            shards = [shard_path(out, r, ctx.world_size) for r in range(ctx.world_size)]
-            shards = [s for s in shards if (s / "zarr.json").exists()]
+            shards = shards_of(out)  # this launch's and any an earlier launch of another size left
             if shards:
                 added = merge_stores(out, shards)
                 print(f"merged {len(shards)} shards into {out} ({added} episodes added)", flush=True)
@@ -160,10 +165,12 @@ def _collect_task(config: CollectConfig, env_cfg, out: Path, label: str, suite_c
     store = EpisodeStore.open(out, mode="a") if (out / "zarr.json").exists() else None
     done_seeds = _seeds_of(store, task)
     target = config.episodes
-    if ctx.distributed:  # this rank's share, counting what the merged store already holds of its seeds
+    if ctx.distributed:  # this rank's share, counting what the merged store and other shards hold of its seeds
         target = config.episodes // world + (rank < config.episodes % world)
-        if (merged / "zarr.json").exists():
-            with EpisodeStore(merged) as whole:
+        # shards of launches of another size (this launch's are being written by the other ranks)
+        others = [p for p in shards_of(merged) if not p.name.endswith(f"-of-{world:03d}.zarr")]
+        for path in [merged] * (merged / "zarr.json").exists() + others:
+            with EpisodeStore(path) as whole:
                 done_seeds |= {s for s in _seeds_of(whole, task) if (s - config.seed) % world == rank}
     have = len(done_seeds)
     if have >= target:
@@ -270,13 +277,19 @@ def default_store(env: Any, episodes: int = DEFAULT_EPISODES) -> Path:
     if (path / "zarr.json").exists():
         with EpisodeStore(path) as store:
             have = store.n_episodes
+    from embodied.training.distributed import context
+
+    main = context().is_main
     tasks = len(env_cfg.suite_tasks())
     count = f"{episodes} expert episodes" + (f" per task, {tasks} tasks" if tasks else "")
     if have >= episodes * max(1, tasks):
-        print(f"no dataset= given: training on the default {env_cfg.name} {task} store ({count}, {path})", flush=True)
+        if main:
+            print(f"no dataset= given: training on the default {env_cfg.name} {task} store ({count}, {path})",
+                  flush=True)  # fmt: skip
         return path
-    print(f"no dataset= given: collecting the default {env_cfg.name} {task} store once ({count} into {path}; set "
-          "EMBODIED_CACHE to move it)", flush=True)  # fmt: skip
+    if main:
+        print(f"no dataset= given: collecting the default {env_cfg.name} {task} store once ({count} into {path}; "
+              "set EMBODIED_CACHE to move it)", flush=True)  # fmt: skip
     return collect(CollectConfig(env=env_cfg, episodes=episodes, out=str(path)), path.parent)
 
 

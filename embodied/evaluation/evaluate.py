@@ -84,7 +84,7 @@ def evaluate(
         if episode.frames and out_dir is not None:
             entry["video"] = write_video(out_dir / "videos" / video_name(entry), episode.frames, fps)
         records.append(entry)
-        bar.update(ctx.world_size)  # rank 0's count stands for every rank's
+        bar.update(min(ctx.world_size, bar.total - bar.n))  # rank 0's count stands for every rank's
         bar.set_postfix(success=f"{sum(r['success'] for r in records)}/{len(records)}")
 
     if seeds:

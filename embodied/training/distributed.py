@@ -26,10 +26,11 @@ STRATEGIES = ("auto", "none", "ddp", "fsdp")
 
 @dataclass
 class DistributedConfig:
-    """How training spreads over the processes torchrun started (ignored in a single process but for fsdp)."""
+    """How training spreads over the processes torchrun started."""
 
     # auto: ddp under torchrun with more than one process, none otherwise; ddp: a replica per process, gradients
-    # averaged; fsdp: parameters, gradients and optimiser state sharded (FSDP2; the VLA's LM and vision towers)
+    # averaged (one process: none); fsdp: parameters, gradients and optimiser state sharded (FSDP2; the VLA's LM
+    # and vision towers; needs torchrun, one process included)
     strategy: str = "auto"
     timeout_minutes: float = 30.0  # a collective waiting longer (a rank died or hangs) fails the run
     find_unused_parameters: bool = False  # ddp: for models whose loss leaves some trainable weights unused
@@ -161,8 +162,17 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def resolve_strategy(strategy: str, world_size: int) -> str:
-    """``auto`` as ddp under a multi-process launch, none otherwise."""
+def resolve_strategy(strategy: str, world_size: int, launched_: bool) -> str:
+    """``auto`` as ddp under a multi-process launch, none otherwise; ddp in a single process is none. ``none``
+    over several processes (unsynchronised replicas) and fsdp outside a launch are refused."""
     if strategy == "auto":
         return "ddp" if world_size > 1 else "none"
+    if strategy == "none" and world_size > 1:
+        raise ValueError(f"distributed.strategy=none under {world_size} torchrun processes would train unsynchronised "
+                         "replicas; use auto or ddp (or fsdp), or run one process")  # fmt: skip
+    if strategy == "ddp" and world_size == 1:
+        return "none"
+    if strategy == "fsdp" and not launched_:
+        raise ValueError("distributed.strategy=fsdp needs a process group: launch with torchrun (torchrun "
+                         "--nproc_per_node=1 for a single process)")  # fmt: skip
     return strategy

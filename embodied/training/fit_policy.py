@@ -105,6 +105,9 @@ def check_distribution(job: TrainConfig) -> None:
     if job.batch_size % world:
         raise ConfigValueError(f"batch_size={job.batch_size} does not split over the {world} torchrun processes; "
                                f"pass a multiple of {world}")  # fmt: skip
+    if job.distributed.strategy == "none" and world > 1:
+        raise ConfigValueError(f"distributed.strategy=none under {world} torchrun processes would train "
+                               "unsynchronised replicas; use auto or ddp (or fsdp), or run one process")  # fmt: skip
     if job.distributed.strategy != "fsdp":
         return
     name = getattr(job.policy, "name", None)

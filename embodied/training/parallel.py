@@ -65,6 +65,17 @@ def unused_parameters(model: nn.Module, batch) -> list[str]:
         set_rng_state(rng)
 
 
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose parameters and buffers are on the meta device (no memory), made without first copying
+    the weights: each tensor is mapped to an empty meta tensor before ``deepcopy`` reaches it."""
+    memo: dict = {}
+    for parameter in model.parameters():
+        memo[id(parameter)] = nn.Parameter(torch.empty_like(parameter, device="meta"), parameter.requires_grad)
+    for buffer in model.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    return copy.deepcopy(model, memo)
+
+
 def fsdp_units(model: nn.Module) -> list[nn.Module] | None:
     """The blocks FSDP shards one by one (``model.fsdp_units()``; None: the model does not support FSDP)."""
     units = getattr(model, "fsdp_units", None)
@@ -102,7 +113,7 @@ class Parallel:
             if units is None:
                 raise ValueError(f"{type(model).__name__} does not support FSDP; use distributed.strategy=ddp")
             if ctx.is_main:  # a weightless copy to export through (it receives the gathered weights)
-                self._template = copy.deepcopy(model).to("meta")
+                self._template = meta_copy(model)
             for unit in units:
                 fully_shard(unit)
             fully_shard(self.loss_module)

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from embodied.runtime import rng_state, set_rng_state
+from embodied.runtime import rng_state, seed_everything, set_rng_state
 from embodied.training import distributed
 from embodied.training.checkpoint import load_training_state, save_checkpoint
 from embodied.training.distributed import DistributedConfig
@@ -103,7 +103,8 @@ class Trainer:
         self.callbacks, self.sample_batch, self.diverged_hint = list(callbacks), sample_batch, diverged_hint
         self.device = next(model.parameters()).device
         self.ctx = distributed.context()
-        strategy = distributed.resolve_strategy(config.distributed.strategy, self.ctx.world_size)
+        strategy = distributed.resolve_strategy(config.distributed.strategy, self.ctx.world_size,
+                                                distributed.launched())  # fmt: skip
         if config.batch_size % self.ctx.world_size:
             raise ValueError(
                 f"batch_size={config.batch_size} does not split over {self.ctx.world_size} processes; pass a multiple "
@@ -113,9 +114,6 @@ class Trainer:
         if strategy == "fsdp" and config.ema.enabled:
             raise ValueError("ema.enabled=true is not supported with distributed.strategy=fsdp (the average would "
                              "need its own shards); pass ema.enabled=false")  # fmt: skip
-        if strategy == "fsdp" and not distributed.launched():
-            raise ValueError("distributed.strategy=fsdp needs a process group: launch with torchrun (torchrun "
-                             "--nproc_per_node=1 for a single process)")  # fmt: skip
         self.ema = make_ema(model, config.ema)
         probe = sample_batch(2) if sample_batch is not None and strategy == "ddp" else None
         self.parallel = Parallel(model, strategy, self.ctx, config.distributed.find_unused_parameters, probe)
@@ -198,7 +196,8 @@ class Trainer:
         except KeyboardInterrupt:  # Ctrl-C, and SIGTERM through embodied.processes.Terminated
             if step > start and not (self.checkpoints / f"step_{step:07d}").exists():
                 if self.parallel.sharded:  # gathering shards needs every rank at the same point: not now
-                    bar.write(f"interrupted at step {step}; an FSDP run resumes from its last periodic checkpoint")
+                    if main:
+                        bar.write(f"interrupted at step {step}; an FSDP run resumes from its last periodic checkpoint")
                 elif main:
                     self.save(collective=False)
                     bar.write(f"interrupted: saved step {step}; continue with resume=true run_dir={self.run_dir}")
@@ -227,9 +226,15 @@ class Trainer:
             export = (lambda directory: self.export(inference, directory)) if self.export is not None else None
             return save_checkpoint(self.checkpoints, self.step, state, export)
 
+    def _last_good(self) -> str:
+        last = self.checkpoints / "last"
+        return f"the last good checkpoint is {last.resolve()}" if last.exists() else "no checkpoint was written yet"
+
     def _resume(self, last: Path) -> int:
         """Loads ``last`` into the model, optimiser, scheduler, EMA and this rank's RNG; returns its step."""
-        state = load_training_state(last, self.resume_check, self.device)
+        # on the CPU: loading moves tensors to the parameters' devices, RNG states must stay CPU tensors, and under
+        # FSDP no GPU holds the whole state
+        state = load_training_state(last, self.resume_check, "cpu")
         self.parallel.load_model_state(state["model"])
         self.parallel.load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -240,10 +245,17 @@ class Trainer:
         rank = self.ctx.rank
         set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
         if len(rngs) != self.ctx.world_size:  # another number of ranks: fresh streams, reproducible from the step
-            torch.manual_seed(step * 1009 + rank)
+            if rank:
+                seed_everything(step * 1009 + rank)
             if self.ctx.is_main:
-                print(f"the run was saved on {len(rngs)} processes, resumed on {self.ctx.world_size}: the batches are "
-                      "the same, random augmentation streams are re-seeded", flush=True)  # fmt: skip
+                saved = state.get("world_size", len(rngs))
+                why = (
+                    f"the run was saved on {saved} processes, resumed on {self.ctx.world_size}"
+                    if saved != self.ctx.world_size
+                    else "this checkpoint was saved on an interrupt, with rank 0's RNG only"
+                )
+                print(f"{why}: the batches are the same, the other ranks' random streams are re-seeded",
+                      flush=True)  # fmt: skip
         if self.ctx.is_main:
             print(f"resuming from step {step}", flush=True)
         return step
