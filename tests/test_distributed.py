@@ -127,6 +127,7 @@ def test_a_killed_two_process_run_resumes_exactly(image_store, tmp_path):
     resumed_on_one = tmp_path / "on_one"
     subprocess.run(["cp", "-a", str(run_dir), str(resumed_on_one)], check=True)
 
+    on_one = torchrun(1, [*args, f"run_dir={resumed_on_one}", "resume=true"])  # 2-rank checkpoint, 1 process
     out = finish(torchrun(2, [*args, f"run_dir={run_dir}", "resume=true"]))
     assert "resuming from step 4" in out
     finish(reference)
@@ -136,7 +137,7 @@ def test_a_killed_two_process_run_resumes_exactly(image_store, tmp_path):
     for key, value in weights(tmp_path / "reference").items():
         assert torch.equal(weights(run_dir)[key], value), key
 
-    out = finish(torchrun(1, [*args, f"run_dir={resumed_on_one}", "resume=true"]))  # 2-rank checkpoint, 1 process
+    out = finish(on_one)
     assert "saved on 2 processes, resumed on 1" in out and "resuming from step 4" in out
     assert sorted(records(resumed_on_one)) == [1, 2, 3, 4, 5, 6]
 

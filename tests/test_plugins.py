@@ -19,6 +19,17 @@ def embodied(args, env, timeout=300):
                           timeout=timeout, env=env)  # fmt: skip
 
 
+def embodied_together(*commands, timeout=300) -> list[subprocess.CompletedProcess]:
+    """Independent ``(args, env)`` commands run side by side (each is mostly imports: one core apiece)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "embodied.cli", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for args, env in commands]  # fmt: skip
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The fixture package installed (pip, no network) into a folder the subprocesses put on their path."""
@@ -42,21 +53,23 @@ def test_an_installed_plugin_policy_trains_evaluates_and_reloads(installed, imag
     checkpoint = tmp_path / "run" / "checkpoints" / "last"
     saved = (checkpoint / "config.yaml").read_text()
     assert "name: tiny_mlp" in saved
-    evaluation = embodied(["eval", f"checkpoint={checkpoint}", "episodes=1", "max_episode_steps=4", "videos=0",
-                           f"run_dir={tmp_path / 'eval'}", "progress=false"], env)  # fmt: skip
+    evaluation, wide, helped, bare = embodied_together(
+        (["eval", f"checkpoint={checkpoint}", "episodes=1", "max_episode_steps=4", "videos=0",
+          f"run_dir={tmp_path / 'eval'}", "progress=false"], env),
+        # the plugin's own YAML preset, found through its CONFIG_PATH
+        (["train", "policy=tiny_mlp_wide", f"run_dir={tmp_path / 'wide'}", *common], env),
+        (["train", "policy=tiny_mlp", "--help"], env),
+        # without the plugin, the checkpoint's policy is unknown and the error says how to load it
+        (["eval", f"checkpoint={checkpoint}", "episodes=1", f"run_dir={tmp_path / 'bare'}"],
+         {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}),
+    )  # fmt: skip
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     result = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert result["episodes"] == 1 and result["per_episode"][0]["length"] == 4
     assert result["env"]["obs_mode"] == "state"  # the plugin policy reads no camera: nothing rendered
-    # the plugin's own YAML preset, found through its CONFIG_PATH
-    wide = embodied(["train", "policy=tiny_mlp_wide", f"run_dir={tmp_path / 'wide'}", *common], env)
     assert wide.returncode == 0, wide.stderr[-3000:]
     assert "width: 64" in (tmp_path / "wide" / "checkpoints" / "last" / "config.yaml").read_text()
-    helped = embodied(["train", "policy=tiny_mlp", "--help"], env)
     assert "policy.width=32" in helped.stdout and "hidden width" in helped.stdout
-    # without the plugin, the checkpoint's policy is unknown and the error says how to load it
-    bare = embodied(["eval", f"checkpoint={checkpoint}", "episodes=1", f"run_dir={tmp_path / 'bare'}"],
-                    {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})  # fmt: skip
     assert bare.returncode == 1 and "unknown policy 'tiny_mlp'" in bare.stderr and "plugins=[module]" in bare.stderr
 
 
@@ -71,9 +84,11 @@ def test_a_plugin_module_named_in_the_config_is_saved_and_reloaded(image_store, 
     assert train.returncode == 0, train.stderr[-3000:]
     checkpoint = tmp_path / "run" / "checkpoints" / "last"
     assert "embodied_tiny_plugin" in (checkpoint / "config.yaml").read_text()
-    evaluation = embodied(["eval", f"checkpoint={checkpoint}", "episodes=1", "max_episode_steps=3", "videos=0",
-                           f"run_dir={tmp_path / 'eval'}", "progress=false"], env)  # fmt: skip
+    evaluation, missing = embodied_together(
+        (["eval", f"checkpoint={checkpoint}", "episodes=1", "max_episode_steps=3", "videos=0",
+          f"run_dir={tmp_path / 'eval'}", "progress=false"], env),
+        (["train", "plugins=[no_such_plugin_module]", f"dataset={image_store}"], env),
+    )  # fmt: skip
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
-    missing = embodied(["train", "plugins=[no_such_plugin_module]", f"dataset={image_store}"], env)
     assert missing.returncode == 1
     assert "embodied plugin module no_such_plugin_module failed to load" in missing.stderr
