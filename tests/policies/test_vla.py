@@ -1,5 +1,5 @@
 """The OpenVLA-style policy: prompt layout, label masking, constrained KV-cached decoding, parallel decoding,
-LoRA (peft) adapters-only and merged checkpoints, language conditioning, mixtures, bitsandbytes on CPU."""
+LoRA (peft) adapters-only and merged checkpoints, language conditioning, mixtures (8/4-bit: test_vla_quantized)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from embodied.policies import Policy, make_policy
 from embodied.policies.openvla.language_model import default_tokenizer
 from embodied.policies.openvla.sequence import ACTION, BOS, EOS, IMAGE, PAD, SLOT, TEXT
 from embodied.training.fit_policy import train
+from tests.policies.helpers import save_pretrained_lm
 
 TINY_ENCODER = {"name": "cnn", "channels": [8, 8], "strides": [4, 4], "dim": 16, "random_shift": 0}  # 2x2 tokens
 TINY_LM = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -215,16 +216,7 @@ def test_instruction_changes_the_output_of_a_trained_model(store):
 
 @pytest.fixture(scope="module")
 def pretrained_lm(tmp_path_factory):
-    """A 'pretrained' LM in a local directory (built from config and saved, as a hub checkpoint would be)."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    path = tmp_path_factory.mktemp("lm") / "tiny-llama"
-    tokenizer = default_tokenizer()
-    torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=len(tokenizer), **TINY_LM, bos_token_id=1, eos_token_id=2, pad_token_id=3)
-    AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_pretrained_lm(tmp_path_factory.mktemp("lm") / "tiny-llama", TINY_LM)
 
 
 def test_lora_freezes_the_base_and_saves_only_adapters(store, pretrained_lm, tmp_path):
@@ -290,8 +282,8 @@ def test_mixture_keeps_statistics_per_dataset(image_store, tmp_path):
 
 
 def test_config_errors_are_clear(store):
-    with pytest.raises(RuntimeError, match="CUDA"):
-        make_policy({**TINY, "lm": {"pretrained": "x", "train": "lora", "quantization": "8bit"}}, store.features,
+    with pytest.raises(ValueError, match="quantization must be null, 8bit or 4bit"):
+        make_policy({**TINY, "lm": {"pretrained": "x", "train": "lora", "quantization": "2bit"}}, store.features,
                     store.stats)  # fmt: skip
     with pytest.raises(ValueError, match="parallel"):
         make_policy({**TINY, "action_head": "l1"}, store.features, store.stats)

@@ -37,7 +37,7 @@ class VLAConfig(PolicyConfig):
     use_proprio: bool = False  # proprio as one extra token after the image tokens (OpenVLA-OFT)
     n_bins: int = 256  # uniform bins per action dimension (OpenVLA: 256, the last 256 token ids)
     unnorm_key: str | None = None  # which dataset's statistics un-normalise actions; null: the only one
-    save_lm: str = "adapters"  # lm.train=lora: adapters (base reloaded from lm.pretrained) | merged
+    save_lm: str = "adapters"  # lm.train=lora: adapters (base reloaded from lm.pretrained) | merged (not quantised)
 
     @classmethod
     def tiny(cls) -> VLAConfig:
@@ -49,9 +49,12 @@ class VLAConfig(PolicyConfig):
         )  # fmt: skip
 
 
-def adapters_only(config: VLAConfig) -> bool:
-    """Whether checkpoints leave the base LM's weights out (LoRA on a pretrained LM, ``save_lm: adapters``)."""
-    return config.lm.train == "lora" and bool(config.lm.pretrained) and config.save_lm == "adapters"
+def base_lm_reloaded(config: VLAConfig) -> bool:
+    """Whether checkpoints leave the pretrained base LM's weights out, to be reloaded from ``lm.pretrained``: LoRA
+    saved as adapters alone (``save_lm: adapters``), and any quantised LM (its 8/4-bit weights are bitsandbytes'
+    packed format, which a model rebuilt from its config cannot take: the base is loaded and quantised again)."""
+    lm = config.lm
+    return bool(lm.pretrained) and ((lm.train == "lora" and config.save_lm == "adapters") or bool(lm.quantization))
 
 
 def resolve_train_modes(config: VLAConfig) -> None:
@@ -83,6 +86,12 @@ def validate(config: VLAConfig) -> None:
         )
     if config.save_lm not in ("adapters", "merged"):
         raise ValueError(f"policy.save_lm must be adapters or merged, got {config.save_lm!r}")
+    if config.lm.quantization and config.lm.train == "lora" and config.save_lm == "merged":
+        raise ValueError(
+            f"policy.save_lm=merged folds the adapters into the LM's weights, which policy.lm.quantization="
+            f"{config.lm.quantization} holds in bitsandbytes' format; use policy.save_lm=adapters (the checkpoint "
+            "reloads the base from lm.pretrained and quantises it again)"
+        )
     if config.n_bins < 2:
         raise ValueError(f"policy.n_bins must be >= 2, got {config.n_bins}")
     check_lm_config(config.lm)

@@ -1,5 +1,6 @@
 """The VLA's language side: its text tokenizer and its causal language model, from a hub id, a local directory
-or a config, with full fine-tuning, LoRA (peft) or a frozen model, and 8/4-bit loading (bitsandbytes, CUDA only).
+or a config, with full fine-tuning, LoRA (peft) or a frozen model, and 8/4-bit loading (bitsandbytes: CUDA, and the
+CPU since bitsandbytes 0.46, where 4-bit needs layers at least 64 wide).
 
 Offline default: a byte-level BPE tokenizer built in code (``tokenizers``; no files, no download) whose vocabulary
 is 4 special tokens, the 256 byte symbols, merges learned from a built-in set of robot instructions and 256
@@ -49,7 +50,7 @@ class LanguageModelConfig:
     lora_rank: int = 32  # OpenVLA's fine-tuning script: r 32, alpha 16, dropout 0, every linear layer
     lora_alpha: int = 16  # LoRA scaling (the update is multiplied by alpha / rank)
     lora_dropout: float = 0.0  # dropout on the adapters' input
-    quantization: str | None = None  # null | 8bit | 4bit: bitsandbytes, CUDA only, needs `pretrained`
+    quantization: str | None = None  # null | 8bit | 4bit: bitsandbytes (>= 0.46 on the CPU), needs `pretrained`
     dtype: str | None = None  # load dtype for pretrained weights (bfloat16 | float16 | float32); null: float32
 
 
@@ -171,9 +172,10 @@ def build_language_model(config: LanguageModelConfig, tokenizer, saved_config: d
             kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
                 load_in_8bit=config.quantization == "8bit",
                 load_in_4bit=config.quantization == "4bit",
-                bnb_4bit_compute_dtype=torch.bfloat16,
+                bnb_4bit_compute_dtype=torch.bfloat16,  # QLoRA's compute type (also what the CPU kernels take)
             )
-            kwargs["device_map"] = {"": torch.cuda.current_device()}
+            # bitsandbytes quantises while loading onto the device: this rank's GPU, else the CPU
+            kwargs["device_map"] = {"": torch.cuda.current_device() if torch.cuda.is_available() else "cpu"}
         return load_pretrained(AutoModelForCausalLM, config.pretrained, **kwargs)
     overrides = {**(TINY_LLAMA if config.model_type == "llama" else {}), **dict(config.model)}
     overrides.setdefault("vocab_size", len(tokenizer))
@@ -194,20 +196,22 @@ def check_lm_config(config: LanguageModelConfig) -> None:
     if config.quantization not in QUANTIZATION:
         raise ValueError(f"policy.lm.quantization must be null, 8bit or 4bit, got {config.quantization!r}")
     if config.quantization:
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"policy.lm.quantization={config.quantization} loads the language model through bitsandbytes, which "
-                "needs a CUDA GPU; this machine has none. Drop the quantization (policy.lm.quantization=null) to "
-                "train in full precision on the CPU."
-            )
         if not config.pretrained:
             raise ValueError("policy.lm.quantization needs policy.lm.pretrained: only loaded weights are quantised")
         if config.train == "full":
             raise ValueError("a quantised language model cannot be fully fine-tuned: use policy.lm.train=lora")
         try:
-            import bitsandbytes  # noqa: F401
+            import bitsandbytes
         except ImportError:
-            raise ImportError("policy.lm.quantization needs bitsandbytes: pip install bitsandbytes") from None
+            raise ImportError("policy.lm.quantization needs bitsandbytes: pip install 'bitsandbytes>=0.46'") from None
+        from packaging.version import Version
+
+        if not torch.cuda.is_available() and Version(bitsandbytes.__version__) < Version("0.46"):
+            raise RuntimeError(
+                f"policy.lm.quantization={config.quantization} on the CPU needs bitsandbytes >= 0.46 (this is "
+                f"{bitsandbytes.__version__}, CUDA only): pip install -U bitsandbytes, or drop the quantization "
+                "(policy.lm.quantization=null)"
+            )
 
 
 def apply_lm_train_mode(lm: nn.Module, config: LanguageModelConfig) -> nn.Module:

@@ -4,7 +4,8 @@ Files: ``language_model.json`` (the LM's config, to rebuild it offline), ``token
 (per training store, like OpenVLA's, with each store's action bins) and, with LoRA, ``lm_adapter/`` (peft's files).
 With ``lm.train=lora`` and a ``pretrained`` LM, ``save_lm: adapters`` leaves the base LM's weights out of
 ``model.safetensors`` (they are reloaded from ``lm.pretrained``); ``merged`` folds the adapters into the weights and
-saves a plain model that loads with no LoRA at all.
+saves a plain model that loads with no LoRA at all. A quantised LM's base is always left out and quantised again
+on load (see :func:`~embodied.policies.openvla.config.base_lm_reloaded`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from embodied.policies.openvla.config import adapters_only
+from embodied.policies.openvla.config import base_lm_reloaded
 from embodied.policies.openvla.language_model import lm_config_dict
 
 
@@ -23,8 +24,8 @@ def merged(config) -> bool:
 
 
 def lora_base_keys(policy) -> list[str]:
-    """State-dict keys of the LM's base weights that an adapters-only checkpoint leaves out."""
-    if not adapters_only(policy.config):
+    """State-dict keys of the LM's base weights that an adapters-only or quantised checkpoint leaves out."""
+    if not base_lm_reloaded(policy.config):
         return []
     return [k for k in policy.state_dict() if k.startswith("lm.") and "lora_" not in k]
 

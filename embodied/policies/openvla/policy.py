@@ -42,7 +42,13 @@ from embodied.policies.base import masked_mean, masked_sample_mean
 from embodied.policies.camera_policy import CameraPolicy
 from embodied.policies.openvla import lora_checkpoint
 from embodied.policies.openvla.action_tokenizer import ActionTokenizer
-from embodied.policies.openvla.config import OPENVLA_ENCODER, VLAConfig, adapters_only, resolve_train_modes, validate
+from embodied.policies.openvla.config import (
+    OPENVLA_ENCODER,
+    VLAConfig,
+    base_lm_reloaded,
+    resolve_train_modes,
+    validate,
+)
 from embodied.policies.openvla.language_model import (
     apply_lm_train_mode,
     base_model,
@@ -79,8 +85,8 @@ class VLAPolicy(CameraPolicy):
         saved = lora_checkpoint.saved_files(self.checkpoint_dir)
         self.tokenizer = load_tokenizer(config.lm, saved.get("tokenizer_dir"))
         self.vocab_size = text_vocab_size(self.tokenizer)
-        # an adapters-only checkpoint lacks the base LM's weights: load them from lm.pretrained, not the config
-        lm_config = None if adapters_only(config) else saved.get("lm_config")
+        # an adapters-only or quantised checkpoint lacks the base LM's weights: load them from lm.pretrained
+        lm_config = None if base_lm_reloaded(config) else saved.get("lm_config")
         lm = build_language_model(config.lm, self.tokenizer, lm_config)
         self.lm = apply_lm_train_mode(lm, config.lm)
         hidden = int(base_model(self.lm).config.hidden_size)
