@@ -170,11 +170,15 @@ def test_fsdp_shards_the_vla_and_its_checkpoint_loads_anywhere(image_store, tmp_
                                                                   state["optimizer"])  # fmt: skip
 
 
-def test_fsdp_is_refused_for_policies_that_replicate(image_store, tmp_path, capsys):
+def test_fsdp_is_refused_for_policies_that_replicate_and_quantised_lms(image_store, tmp_path, capsys):
     code = main(["train", *BC, f"dataset={image_store}", "distributed.strategy=fsdp", f"run_dir={tmp_path}"])
     assert code == 2
     err = capsys.readouterr().err
     assert "policy=bc does not support it" in err and "distributed.strategy=ddp" in err
+    vla = ["train", *TINY_VLA, f"dataset={image_store}", "distributed.strategy=fsdp", "policy.lm.pretrained=/lm",
+           "policy.lm.train=lora", "policy.lm.quantization=4bit", f"run_dir={tmp_path / 'vla'}"]  # fmt: skip
+    assert main(vla) == 2
+    assert "FSDP cannot shard; use distributed.strategy=ddp" in capsys.readouterr().err
 
 
 def test_commands_that_run_in_one_process_refuse_torchrun(tmp_path):

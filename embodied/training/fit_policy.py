@@ -116,6 +116,11 @@ def check_distribution(job: TrainConfig) -> None:
             f"distributed.strategy=fsdp shards large models block by block; policy={name} does not support it "
             "(small enough to replicate): use distributed.strategy=ddp"
         )
+    quantization = getattr(getattr(job.policy, "lm", None), "quantization", None)
+    if quantization:
+        raise ConfigValueError(f"policy.lm.quantization={quantization} keeps the LM in bitsandbytes' packed weights, "
+                               "which FSDP cannot shard; use distributed.strategy=ddp (QLoRA replicates the 8/4-bit "
+                               "base and synchronises only the adapters)")  # fmt: skip
     if job.eval_every:
         raise ConfigValueError("eval_every>0 cannot run with distributed.strategy=fsdp (rollouts would need every "
                                "shard); set eval_every=0 and evaluate the checkpoint with `embodied eval`")  # fmt: skip

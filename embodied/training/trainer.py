@@ -118,6 +118,9 @@ class Trainer:
         probe = sample_batch(2) if sample_batch is not None and strategy == "ddp" else None
         self.parallel = Parallel(model, strategy, self.ctx, config.distributed.find_unused_parameters, probe)
         if config.compile:
+            # every compute_loss returns its metrics as floats (loss.item()): captured in the graph rather than a
+            # graph break (and a page of warnings) per policy
+            torch._dynamo.config.capture_scalar_outputs = True
             self.parallel.runner = torch.compile(self.parallel.runner)
         self.optimizer = make_optimizer(model, config.optim)  # after sharding: FSDP replaces the parameters
         self.scheduler = make_scheduler(self.optimizer, config.optim, config.steps)
