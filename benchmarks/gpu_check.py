@@ -10,10 +10,12 @@ Prints one table (and ``DIR/gpu_check.json``):
 - evaluation env steps/s with EGL rendering (8 env workers, the bc checkpoint driving);
 - VLA decode latency, sequential and parallel (benchmarks/vla_decoding.py on the device), and the LM loaded
   8-bit and 4-bit through bitsandbytes;
-- a DDP smoke run (bc) and an FSDP smoke run (the VLA) through torchrun on one GPU (NCCL).
+- a DDP smoke run (bc) and an FSDP smoke run (the VLA) through torchrun on one GPU (NCCL);
+- bc again with ``compile=true`` (torch.compile of the loss; its wall time includes compiling).
 
 Every section runs even if an earlier one failed; a failure prints its error in the table. ``--smoke``: tiny sizes
-for a CPU machine, to check the script itself (the CUDA-only rows say "skipped").
+for a CPU machine, to check the script itself (benchmarks/gpu_rehearse.sh runs it so in a virtualenv holding only
+what the GPU image holds, plus what gpu_prepare.sh carries).
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def train_rate(work: Path, name: str, args: list[str], steps: int):
     last = [r for r in records if r["split"] == "train"][-1]  # the second window: warm-up excluded
     batch = next(a.split("=")[1] for a in args if a.startswith("batch_size="))
     yield "batch", batch
-    yield "samples/s", f"{last['samples_per_s']:.0f}"
-    yield "steps/s", f"{last['samples_per_s'] / int(batch):.2f}"
+    yield "samples/s", f"{last['samples_per_s']:.3g}"
+    yield "steps/s", f"{last['samples_per_s'] / int(batch):.3g}"
     yield "wall s (incl. build, warm-up)", f"{time.perf_counter() - started:.0f}"
     if torch.cuda.is_available():
         yield "peak GPU memory", f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
@@ -136,11 +138,11 @@ def egl_render_rate():
 
 
 def eval_rate(work: Path, smoke: bool):
+    import importlib.util
+
     from embodied.cli import main
 
-    try:
-        import robosuite  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("robosuite") is None:  # not carried: MuJoCo's own frame rate instead
         yield from egl_render_rate()
         return
 
@@ -162,24 +164,30 @@ def decode(work: Path, smoke: bool):
                "--batches", "1", "8", "--calls", "3" if smoke else "10"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-2000:]
+    size = table = None
     for line in result.stdout.splitlines():
-        if line.startswith("| 1 |") or line.startswith("| 8 |") or line.startswith("torch"):
+        if line.startswith("torch"):
             yield "vla_decoding", line
+        elif ": LM " in line:  # "<size>: LM ...M parameters", before each size's two tables
+            size = line.split(":")[0]
+        elif line.startswith("| batch |"):
+            table = "ours vs generate" if "generate" in line else "sequential vs parallel, per action"
+        elif line.startswith("| 1 |") or line.startswith("| 8 |"):
+            yield f"{size}: {table}", line
 
 
 def quantized(work: Path, smoke: bool):
-    """The VLA's LM saved as a transformers directory, reloaded 8-bit and 4-bit: latency of predict_action."""
+    """The VLA's LM saved as a transformers directory, reloaded 8-bit and 4-bit: latency of predict_action and the
+    LM's weight memory (bitsandbytes' CUDA kernels on a GPU, its CPU backend elsewhere)."""
     import torch
 
-    if not torch.cuda.is_available():
-        yield "8bit / 4bit", "skipped: bitsandbytes needs CUDA"
-        return
     sys.path.insert(0, str(HERE))
     import vla_decoding
 
     from embodied.datasets.store import EpisodeStore
+    from embodied.policies.openvla.language_model import base_model
 
-    vla_decoding.DEVICE = torch.device("cuda")
+    vla_decoding.DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     store = EpisodeStore(work / "lift.zarr")
     size = "tiny" if smoke else "0.5b"
     base = vla_decoding.build(store, size, {})
@@ -188,21 +196,20 @@ def quantized(work: Path, smoke: bool):
     base.tokenizer.save_pretrained(directory)
     obs = vla_decoding.observations(base, store, 1)
     latency = vla_decoding.timed(lambda base=base: base.predict_action(obs), 5)
-    yield f"{size} full precision predict_action", f"{latency * 1e3:.1f} ms"
+    footprint = base_model(base.lm).get_memory_footprint() / 2**20
+    yield f"{size} full precision predict_action", f"{latency * 1e3:.1f} ms, LM weights {footprint:.0f} MiB"
     del base
     for bits in ("8bit", "4bit"):
         lm = {**vla_decoding.SIZES[size], "pretrained": str(directory), "quantization": bits, "train": "frozen"}
         policy = vla_decoding.build(store, size, {"lm": lm})
         latency = vla_decoding.timed(lambda policy=policy: policy.predict_action(obs), 5)
-        yield (
-            f"{size} {bits} predict_action",
-            f"{latency * 1e3:.1f} ms, {torch.cuda.memory_allocated() / 2**20:.0f} MiB",
-        )
+        footprint = base_model(policy.lm).get_memory_footprint() / 2**20
+        yield f"{size} {bits} predict_action", f"{latency * 1e3:.1f} ms, LM weights {footprint:.0f} MiB"
         del policy
 
 
-def torchrun_smoke(work: Path, smoke: bool, small: list[str]):
-    steps = 4 if smoke else 20
+def torchrun_smoke(work: Path, smoke: bool, small: list[str], steps: int):
+    steps = min(steps, 20)
     common = ["env=franka", "env.task=lift", f"dataset={work / 'lift.zarr'}", f"steps={steps}", "progress=false",
               f"checkpoint_every={steps}", f"log_every={steps}", *small]  # fmt: skip
     runs = {
@@ -226,11 +233,14 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT"), help="where gpu_check.json goes")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
     parser.add_argument("--store", help="a lift store collected elsewhere (default: collect one here)")
+    parser.add_argument("--steps", type=int, help="train steps per policy (default 40, or 4 with --smoke); a CPU "
+                        "rehearsal of the GPU sizes passes 2")  # fmt: skip
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    smoke, steps = args.smoke, 4 if args.smoke else 40
-    small = ["env.image_size=32"] if smoke else []
+    smoke = args.smoke
+    steps = args.steps or (4 if smoke else 40)
+    small = ["env.image_size=32"] if smoke and not args.store else []  # a carried store keeps its own size
     policies = {
         "bc": ["policy=bc", "batch_size=64"],
         "diffusion": (["policy=diffusion_small", "batch_size=8"] if smoke else ["policy=diffusion", "batch_size=64"]),
@@ -239,21 +249,29 @@ def main() -> None:
     }  # fmt: skip
     rows: list = []
     started = time.perf_counter()
-    section(rows, "machine", machine)
-    section(rows, "collect", lambda: collect_store(work, smoke, args.store))
+    out = Path(args.out) if args.out else None
+
+    def run(name: str, fn) -> None:  # rows are saved after every section: a run cut short keeps what it measured
+        section(rows, name, fn)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "gpu_check.json").write_text(json.dumps(rows, indent=1))
+
+    run("machine", machine)
+    run("collect", lambda: collect_store(work, smoke, args.store))
     for name, extra in policies.items():
-        section(rows, f"train {name}", lambda name=name, extra=extra: train_rate(work, name, extra + small, steps))
-    section(rows, "eval (EGL)", lambda: eval_rate(work, smoke))
-    section(rows, "VLA decoding", lambda: decode(work, smoke))
-    section(rows, "VLA bitsandbytes", lambda: quantized(work, smoke))
-    section(rows, "torchrun on one device", lambda: torchrun_smoke(work, smoke, small))
+        run(f"train {name}", lambda name=name, extra=extra: train_rate(work, name, extra + small, steps))
+    run("eval (EGL)", lambda: eval_rate(work, smoke))
+    run("VLA decoding", lambda: decode(work, smoke))
+    run("VLA bitsandbytes", lambda: quantized(work, smoke))
+    run("torchrun on one device", lambda: torchrun_smoke(work, smoke, small, steps))
+    # last, as the one most likely to run long (the first steps compile): bc again, the loss through torch.compile
+    run("train bc, compile=true", lambda: train_rate(work, "bc_compile", policies["bc"] + small + ["compile=true"],
+                                                     steps))  # fmt: skip
     print("\n| check | figure | value |\n|---|---|---|")
     for name, label, value in rows:
         print(f"| {name} | {label} | {value} |")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "gpu_check.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
