@@ -320,4 +320,3 @@ def test_compiled_loss_trains_like_eager(image_store, tmp_path):
     assert counters["stats"]["calls_captured"] > 0 and not counters["graph_break"]  # compiled, in one graph
     assert not any(key.startswith("_orig_mod") for key in load_file(final / "model.safetensors"))
     load_policy(final)
-

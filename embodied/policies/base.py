@@ -228,6 +228,11 @@ class Policy(nn.Module):
 
         save_model(self, str(path))
 
+    def reloaded_state_keys(self) -> list[str]:
+        """State-dict keys whose weights this policy loads again whenever it is built (a pretrained base under LoRA
+        or quantisation): checkpoints and training states leave them out. None by default."""
+        return []
+
     def saved_config(self) -> dict:
         """The ``policy`` section of the checkpoint's config.yaml."""
         return asdict(self.config)

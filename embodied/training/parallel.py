@@ -76,6 +76,12 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def reloaded_state_keys(model: nn.Module) -> list[str]:
+    """Keys the model's own construction restores (a policy's ``reloaded_state_keys``; none for other modules)."""
+    keys = getattr(model, "reloaded_state_keys", None)
+    return keys() if callable(keys) else []
+
+
 def fsdp_units(model: nn.Module) -> list[nn.Module] | None:
     """The blocks FSDP shards one by one (``model.fsdp_units()``; None: the model does not support FSDP)."""
     units = getattr(model, "fsdp_units", None)
@@ -158,9 +164,11 @@ class Parallel:
 
     # ------------------------------------------------------------------ consolidated state
     def model_state(self) -> dict:
-        """The full state dict (FSDP: gathered on every rank, held on rank 0 only, on the CPU)."""
+        """The full state dict (FSDP: gathered on every rank, held on rank 0 only, on the CPU), less the weights the
+        model reloads whenever it is built (``reloaded_state_keys``: a frozen pretrained base, possibly quantised)."""
         if not self.sharded:
-            return self.model.state_dict()
+            reloaded = set(reloaded_state_keys(self.model))
+            return {k: v for k, v in self.model.state_dict().items() if k not in reloaded}
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         state = get_model_state_dict(self.loss_module, options=StateDictOptions(full_state_dict=True,
@@ -170,7 +178,11 @@ class Parallel:
     def load_model_state(self, state: dict) -> None:
         """Loads a full state dict (every rank passes the same one)."""
         if not self.sharded:
-            self.model.load_state_dict(state)
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            missing = [k for k in missing if k not in set(reloaded_state_keys(self.model))]
+            if missing or unexpected:
+                raise RuntimeError(f"the training state does not match the model: missing {missing[:5]}, "
+                                   f"unexpected {unexpected[:5]}")  # fmt: skip
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 

@@ -94,6 +94,36 @@ def test_qlora_trains_adapters_on_a_4bit_base_and_reloads(store, pretrained_lm, 
     assert torch.equal(restored.predict_action(obs), expected)
 
 
+def test_a_qlora_run_resumes_exactly_without_saving_its_base(image_store, pretrained_lm, tmp_path):
+    """Through the Trainer: the training state leaves the 4-bit base out too (it is reloaded from lm.pretrained),
+    and a run stopped at step 2 and resumed ends exactly where an uninterrupted one does."""
+    import json
+
+    from embodied.jobs.config import job_config
+    from embodied.training.fit_policy import train
+
+    sizes = [f"policy.encoder.{k}={json.dumps(v)}" for k, v in ENCODER.items()]
+    overrides = ["policy=openvla_small", f"dataset={image_store}", "env.image_size=32", "batch_size=8", "log_every=1",
+                 "checkpoint_every=2", "progress=false", "encoder=cnn", *sizes, f"policy.lm.pretrained={pretrained_lm}",
+                 "policy.lm.train=lora", "policy.lm.quantization=4bit"]  # fmt: skip
+
+    def run(run_dir, steps, *extra):
+        return train(job_config("train", [*overrides, f"steps={steps}", f"run_dir={run_dir}", *extra]), run_dir)
+
+    def losses(run_dir):
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if r["split"] == "train"]
+
+    run(tmp_path / "whole", 4)
+    run(tmp_path / "resumed", 2)
+    state = torch.load(tmp_path / "resumed" / "checkpoints" / "last" / "training_state.pt", weights_only=False)
+    lm_keys = [k for k in state["model"] if k.startswith("lm.")]
+    assert lm_keys and all("lora_" in k for k in lm_keys)
+    final = run(tmp_path / "resumed", 4, "resume=true")
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "whole")
+    assert "Linear4bit" in {type(m).__name__ for m in Policy.from_pretrained(final).lm.modules()}
+
+
 def test_quantisation_refuses_what_it_cannot_do(store, pretrained_lm):
     with pytest.raises(ValueError, match="cannot be fully fine-tuned"):
         vla(store, pretrained_lm, train="full", quantization="8bit")

@@ -387,6 +387,10 @@ class VLAPolicy(CameraPolicy):
             return super().save_weights(path)
         save_file(state, str(path))
 
+    def reloaded_state_keys(self) -> list[str]:
+        """The pretrained base LM's weights under adapters-only LoRA or quantisation (reloaded from lm.pretrained)."""
+        return lora_checkpoint.lora_base_keys(self)
+
     def saved_config(self) -> dict:
         """The config as saved: a merged checkpoint's LM is a plain one."""
         return lora_checkpoint.saved_policy_config(self, super().saved_config())
