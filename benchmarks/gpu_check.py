@@ -50,6 +50,11 @@ def section(rows: list, name: str, fn) -> None:
     rows.append((name, "seconds", f"{time.perf_counter() - started:.0f}"))
 
 
+def figure(value: float) -> str:
+    """A rate for the table: whole numbers from 100 on, three significant digits below."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def machine():
     import torch
 
@@ -107,8 +112,8 @@ def train_rate(work: Path, name: str, args: list[str], steps: int):
     last = [r for r in records if r["split"] == "train"][-1]  # the second window: warm-up excluded
     batch = next(a.split("=")[1] for a in args if a.startswith("batch_size="))
     yield "batch", batch
-    yield "samples/s", f"{last['samples_per_s']:.3g}"
-    yield "steps/s", f"{last['samples_per_s'] / int(batch):.3g}"
+    yield "samples/s", figure(last["samples_per_s"])
+    yield "steps/s", figure(last["samples_per_s"] / int(batch))
     yield "wall s (incl. build, warm-up)", f"{time.perf_counter() - started:.0f}"
     if torch.cuda.is_available():
         yield "peak GPU memory", f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"

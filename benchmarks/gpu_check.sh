@@ -22,11 +22,13 @@ if ! "$PY" -c "import embodied, mujoco, zarr, hydra, diffusers, robosuite" 2>/de
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-build-isolation --target "$site" \
       "$carry"/wheels/* 2>&1 | tail -3
   fi
-  [ -f "$carry/site.tar.xz" ] && tar -xJf "$carry/site.tar.xz" -C "$site"
+  # Python's tarfile: the image may have no xz binary
+  [ -f "$carry/site.tar.xz" ] && "$PY" -m tarfile --filter data -e "$carry/site.tar.xz" "$site"
   export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-# EGL on the NVIDIA driver goes through glvnd's libEGL: unpack the carried loaders where the image has none
-if ! ldconfig -p | grep -q 'libEGL.so.1' && ls "$carry"/gl/*.deb >/dev/null 2>&1; then
+# EGL on the NVIDIA driver goes through glvnd's libEGL: unpack the carried loaders (Debian 12's; as root) where the
+# image has none. grep reads a file, not a pipe: with pipefail, `ldconfig -p | grep -q` can fail on SIGPIPE
+if ! grep -q 'libEGL.so.1' <(ldconfig -p) && ls "$carry"/gl/*.deb >/dev/null 2>&1; then
   for deb in "$carry"/gl/*.deb; do dpkg -x "$deb" /; done
   ldconfig
 fi
@@ -35,5 +37,5 @@ vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 "$PY" -c "import embodied, mujoco, zarr, hydra, diffusers" || echo "gpu_check.sh: dependencies still missing (above)"
 store=()
 [ -f "$carry/lift.zarr/zarr.json" ] && store=(--store "$carry/lift.zarr")
-timeout 450 "$PY" benchmarks/gpu_check.py --work /tmp/embodied_gpu_check --out "$OUT" "${store[@]}" "$@" 2>&1 \
+timeout "${GPU_CHECK_TIMEOUT:-450}" "$PY" benchmarks/gpu_check.py --work /tmp/embodied_gpu_check --out "$OUT" "${store[@]}" "$@" 2>&1 \
   | tee "$OUT/gpu_check.log"

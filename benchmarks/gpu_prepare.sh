@@ -27,7 +27,7 @@ download -d "$carry/wheels" $binaries
 # antlr4's runtime (omegaconf's parser) comes as an sdist only: built here into a pure-Python wheel
 .venv/bin/pip wheel -q --no-deps -w "$carry/wheels" "$(pinned antlr4-python3-runtime)"
 mkdir -p /tmp/embodied_bnb
-download -d /tmp/embodied_bnb "bitsandbytes>=0.46"
+download -d /tmp/embodied_bnb "$(pinned bitsandbytes)"
 .venv/bin/python benchmarks/gpu_site.py --out "$carry/site.tar.xz" --bitsandbytes "$(ls /tmp/embodied_bnb/bitsandbytes-*.whl | tail -1)"
 # the GL vendor-neutral loaders (libEGL, libOpenGL): the NVIDIA driver's EGL is reached through them, and the GPU
 # image may lack them (the device tool's notes); gpu_check.sh unpacks them only where ldconfig finds no libEGL

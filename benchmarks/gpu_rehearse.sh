@@ -4,7 +4,9 @@
 # transformers 5.17, ...; the CPU torch wheel stands in for its CUDA one) plus what gpu_prepare.sh carries, so a
 # missing dependency or an incompatibility shows here rather than in the few minutes of a lent GPU.
 #   bash benchmarks/gpu_rehearse.sh                 # the script at tiny sizes (--smoke), ~2 min after setup
-#   bash benchmarks/gpu_rehearse.sh --steps 2       # the GPU sizes, 2 train steps each (~15 min on 2 cores)
+#   bash benchmarks/gpu_rehearse.sh --steps 2       # the GPU sizes, 2 train steps each (~7 min on 2 cores)
+# What it cannot show: the image's Python 3.12, CUDA torch 2.11 and numpy 2.5 (here 3.11, CPU torch 2.13 and numpy
+# 2.4, with a cp311 carry of the same versions), and anything CUDA, NCCL or the NVIDIA EGL driver does.
 # The virtualenv (/tmp/embodied_gpu_image) and the Python 3.11 carry (/tmp/embodied_gpu_carry311) are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +26,4 @@ fi
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(--smoke)
 rm -rf /tmp/embodied_gpu_check
-PYTHON="$venv/bin/python" GPU_CARRY="$carry" OUT="${OUT:-/tmp/embodied_gpu_rehearsal}" bash benchmarks/gpu_check.sh "${args[@]}"
+GPU_CHECK_TIMEOUT="${GPU_CHECK_TIMEOUT:-1200}" PYTHON="$venv/bin/python" GPU_CARRY="$carry" OUT="${OUT:-/tmp/embodied_gpu_rehearsal}" bash benchmarks/gpu_check.sh "${args[@]}"

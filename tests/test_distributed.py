@@ -5,6 +5,7 @@ policies that cannot shard."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -168,6 +169,24 @@ def test_fsdp_shards_the_vla_and_its_checkpoint_loads_anywhere(image_store, tmp_
         state = load_training_state(tmp_path / "fsdp" / "checkpoints" / "last", {})
         Parallel(policy, "none", Context()).load_optimizer_state(torch.optim.AdamW(policy.parameters()),
                                                                   state["optimizer"])  # fmt: skip
+
+
+def test_ddp_trains_a_qlora_vla(image_store, tmp_path):
+    """A 4-bit base with LoRA adapters under DDP: the probe finds the VLA's unused encoder weights, so DDP looks for
+    unused parameters every step, which needs the non-reentrant activation checkpointing QLoRA is prepared with."""
+    from embodied.policies import load_policy
+    from tests.policies.helpers import save_pretrained_lm
+
+    lm = save_pretrained_lm(tmp_path / "lm", {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                                              "num_attention_heads": 2, "num_key_value_heads": 2})  # fmt: skip
+    args = ["train", *(a for a in TINY_VLA if "lm.model" not in a), f"dataset={image_store}", "steps=2",
+            f"policy.lm.pretrained={lm}", "policy.lm.train=lora", "policy.lm.quantization=4bit",
+            f"run_dir={tmp_path / 'run'}"]  # fmt: skip
+    out = finish(torchrun(2, args))
+    assert "finding unused parameters each step" in out
+    assert all(math.isfinite(r["loss"]) for r in records(tmp_path / "run").values())
+    policy = load_policy(tmp_path / "run" / "checkpoints" / "last")
+    assert "Linear4bit" in {type(m).__name__ for m in policy.lm.modules()}
 
 
 def test_fsdp_is_refused_for_policies_that_replicate_and_quantised_lms(image_store, tmp_path, capsys):

@@ -172,7 +172,8 @@ def build_language_model(config: LanguageModelConfig, tokenizer, saved_config: d
             kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
                 load_in_8bit=config.quantization == "8bit",
                 load_in_4bit=config.quantization == "4bit",
-                bnb_4bit_compute_dtype=torch.bfloat16,  # QLoRA's compute type (also what the CPU kernels take)
+                bnb_4bit_quant_type="nf4",  # QLoRA's 4-bit NormalFloat (OpenVLA's 4-bit too), not the fp4 default
+                bnb_4bit_compute_dtype=torch.bfloat16,  # QLoRA's compute type
             )
             # bitsandbytes quantises while loading onto the device: this rank's GPU, else the CPU
             kwargs["device_map"] = {"": torch.cuda.current_device() if torch.cuda.is_available() else "cpu"}
@@ -227,7 +228,8 @@ def apply_lm_train_mode(lm: nn.Module, config: LanguageModelConfig) -> nn.Module
     if config.quantization:
         from peft import prepare_model_for_kbit_training
 
-        lm = prepare_model_for_kbit_training(lm)
+        # non-reentrant checkpointing: the reentrant kind breaks DDP when it must also find unused parameters
+        lm = prepare_model_for_kbit_training(lm, gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
