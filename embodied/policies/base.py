@@ -223,10 +223,14 @@ class Policy(nn.Module):
         """Policy-specific checkpoint files beside the common ones (the VLA's tokenizer, LM config, ...)."""
 
     def save_weights(self, path: Path) -> None:
-        """Writes ``model.safetensors`` (every weight and buffer); policies that leave weights out override it."""
-        from safetensors.torch import save_model
+        """Writes ``model.safetensors``: every weight and buffer but :meth:`reloaded_state_keys`."""
+        from safetensors.torch import save_file, save_model
 
-        save_model(self, str(path))
+        reloaded = set(self.reloaded_state_keys())
+        if not reloaded:
+            save_model(self, str(path))  # handles tensors shared between modules
+            return
+        save_file({k: v.contiguous() for k, v in self.state_dict().items() if k not in reloaded}, str(path))
 
     def reloaded_state_keys(self) -> list[str]:
         """State-dict keys whose weights this policy loads again whenever it is built (a pretrained base under LoRA
@@ -238,10 +242,28 @@ class Policy(nn.Module):
         return asdict(self.config)
 
     def load_weights(self, path: Path, device: str) -> None:
-        """Loads ``model.safetensors`` (strict: every weight must be there)."""
-        from safetensors.torch import load_model
+        """Loads ``model.safetensors``: every weight must be there but :meth:`reloaded_state_keys`."""
+        from safetensors.torch import load_file, load_model
 
-        load_model(self, str(path), device=device)
+        if not self.reloaded_state_keys():
+            load_model(self, str(path), device=device)
+            return
+        load_state_except_reloaded(self, load_file(str(path), device=str(device)), str(path))
+
+
+def reloaded_state_keys(module: nn.Module) -> list[str]:
+    """A policy's :meth:`Policy.reloaded_state_keys`; none for any other module (a pretraining objective)."""
+    keys = getattr(module, "reloaded_state_keys", None)
+    return keys() if callable(keys) else []
+
+
+def load_state_except_reloaded(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Loads ``state`` into ``module``; only the keys the module reloads itself may be missing from it."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    reloaded = set(reloaded_state_keys(module))
+    missing = [k for k in missing if k not in reloaded]
+    if missing or unexpected:
+        raise RuntimeError(f"{source} does not match this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def masked_sample_mean(error: torch.Tensor, is_pad: torch.Tensor) -> torch.Tensor:

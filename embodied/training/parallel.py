@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from embodied.policies.base import load_state_except_reloaded, reloaded_state_keys
 from embodied.training.distributed import Context
 
 PREFIX = "policy."
@@ -74,12 +75,6 @@ def meta_copy(model: nn.Module) -> nn.Module:
     for buffer in model.buffers():
         memo[id(buffer)] = torch.empty_like(buffer, device="meta")
     return copy.deepcopy(model, memo)
-
-
-def reloaded_state_keys(model: nn.Module) -> list[str]:
-    """Keys the model's own construction restores (a policy's ``reloaded_state_keys``; none for other modules)."""
-    keys = getattr(model, "reloaded_state_keys", None)
-    return keys() if callable(keys) else []
 
 
 def fsdp_units(model: nn.Module) -> list[nn.Module] | None:
@@ -178,11 +173,7 @@ class Parallel:
     def load_model_state(self, state: dict) -> None:
         """Loads a full state dict (every rank passes the same one)."""
         if not self.sharded:
-            missing, unexpected = self.model.load_state_dict(state, strict=False)
-            missing = [k for k in missing if k not in set(reloaded_state_keys(self.model))]
-            if missing or unexpected:
-                raise RuntimeError(f"the training state does not match the model: missing {missing[:5]}, "
-                                   f"unexpected {unexpected[:5]}")  # fmt: skip
+            load_state_except_reloaded(self.model, state, "the training state")
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 

@@ -24,7 +24,8 @@ def merged(config) -> bool:
 
 
 def lora_base_keys(policy) -> list[str]:
-    """State-dict keys of the LM's base weights that an adapters-only or quantised checkpoint leaves out."""
+    """State-dict keys of the LM's base weights that an adapters-only or quantised checkpoint (and training state)
+    leaves out: the policy's ``reloaded_state_keys``."""
     if not base_lm_reloaded(policy.config):
         return []
     return [k for k in policy.state_dict() if k.startswith("lm.") and "lora_" not in k]
@@ -51,15 +52,9 @@ def save_files(policy, directory: Path, statistics: dict) -> None:
     (directory / "dataset_statistics.json").write_text(json.dumps(statistics, indent=1))
 
 
-def weights_to_save(policy) -> dict | None:
-    """The state dict ``model.safetensors`` holds, or None for the plain full one. Adapters only: every weight but
-    the pretrained base LM's. Merged: the adapters folded into the LM's weights (peft's merge, undone after the
-    copy), under a plain model's names."""
-    if not merged(policy.config):
-        skipped = set(lora_base_keys(policy))
-        if not skipped:
-            return None
-        return {k: v.contiguous() for k, v in policy.state_dict().items() if k not in skipped}
+def merged_weights(policy) -> dict:
+    """The state dict of a ``save_lm: merged`` checkpoint: the adapters folded into the LM's weights (peft's merge,
+    undone after the copy), under a plain model's names."""
     policy.lm.merge_adapter()
     try:
         state = {}
@@ -79,17 +74,3 @@ def saved_policy_config(policy, config: dict) -> dict:
     if merged(policy.config):
         config["lm"] = {**config["lm"], "train": "full", "pretrained": None, "quantization": None}
     return config
-
-
-def load_weights(policy, path: Path, device: str) -> None:
-    """Loads ``model.safetensors``; an adapters-only checkpoint may lack exactly the base LM's weights."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(path), device=str(device))
-    missing, unexpected = policy.load_state_dict(state, strict=False)
-    allowed = set(lora_base_keys(policy))
-    bad_missing = [k for k in missing if k not in allowed]
-    if bad_missing or unexpected:
-        raise RuntimeError(
-            f"{path} does not match this policy: missing {bad_missing[:5]}, unexpected {list(unexpected)[:5]}"
-        )

@@ -379,13 +379,12 @@ class VLAPolicy(CameraPolicy):
         lora_checkpoint.save_files(self, directory, statistics)
 
     def save_weights(self, path: Path) -> None:
-        """Adapters only, merged, or every weight (see :func:`.lora_checkpoint.weights_to_save`)."""
+        """Merged (see :func:`.lora_checkpoint.merged_weights`), else every weight but the reloaded base LM's."""
+        if not lora_checkpoint.merged(self.config):
+            return super().save_weights(path)
         from safetensors.torch import save_file
 
-        state = lora_checkpoint.weights_to_save(self)
-        if state is None:
-            return super().save_weights(path)
-        save_file(state, str(path))
+        save_file(lora_checkpoint.merged_weights(self), str(path))
 
     def reloaded_state_keys(self) -> list[str]:
         """The pretrained base LM's weights under adapters-only LoRA or quantisation (reloaded from lm.pretrained)."""
@@ -394,10 +393,6 @@ class VLAPolicy(CameraPolicy):
     def saved_config(self) -> dict:
         """The config as saved: a merged checkpoint's LM is a plain one."""
         return lora_checkpoint.saved_policy_config(self, super().saved_config())
-
-    def load_weights(self, path: Path, device: str) -> None:
-        """Loads ``model.safetensors``; an adapters-only checkpoint may lack exactly the base LM's weights."""
-        lora_checkpoint.load_weights(self, path, device)
 
 
 class L1RegressionHead(nn.Module):
